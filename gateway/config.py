@@ -1,0 +1,400 @@
+"""gateway.toml + GATEWAY_<SECTION>_<KEY> environment overrides -> one frozen, validated Settings.
+
+Every problem is collected and reported together (one line each, naming the file and key), so an
+operator fixes a config in one round trip. No Quart import here: the CLI and tests use this alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.durations import parse_duration
+
+CONFIG_ENV = "GATEWAY_CONFIG"
+DEFAULT_CONFIG = "gateway.toml"
+SECRET_ENV = "GATEWAY_SERVER_SECRET_KEY"
+MIN_SECRET_LENGTH = 32
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """Invalid configuration; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str
+    port: int
+    secret_key: str | None  # None only for commands that never sign anything
+    trusted_proxies: tuple[Network, ...]
+    public_url: str | None  # external origin, e.g. https://app.example.com; else taken from Host
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    url: str  # scheme://host[:port], no path
+    connect_timeout: float
+    read_timeout: float
+    write_timeout: float
+    pool_timeout: float
+    max_connections: int
+    preserve_host: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    secure_cookie: bool
+    idle_timeout: int
+    absolute_timeout: int
+
+    @property
+    def cookie_name(self) -> str:
+        # __Host- makes the browser refuse the cookie unless Secure, Path=/ and no Domain: no tossing.
+        return "__Host-gateway_session" if self.secure_cookie else "gateway_session"
+
+    @property
+    def csrf_cookie_name(self) -> str:
+        return "__Host-gateway_csrf" if self.secure_cookie else "gateway_csrf"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    dir: Path
+    case_insensitive: bool
+    allow_path_params: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderSettings:
+    user: str
+    roles: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordSettings:
+    time_cost: int
+    memory_cost: int  # KiB
+    parallelism: int
+    max_concurrent: int  # verifications at once; each holds memory_cost KiB
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    config_file: Path
+    server: ServerSettings
+    upstream: UpstreamSettings
+    session: SessionSettings
+    store: StoreSettings
+    policy: PolicySettings
+    headers: HeaderSettings
+    passwords: PasswordSettings
+    log: LogSettings
+    warnings: tuple[str, ...]
+
+
+# --- value parsers: each takes the raw TOML/env value and returns the typed value or raises ValueError
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"expected a number from {low} to {high}, got {number}")
+        return number
+
+    return parse
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _str(value)
+
+
+def _duration(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"a duration must be longer than zero, got {value}")
+        return value
+    return parse_duration(value)
+
+
+def _seconds(value: Any) -> float:
+    return float(_duration(value))
+
+
+def _networks(value: Any) -> tuple[Network, ...]:
+    items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError(f"expected a list of addresses or CIDRs, got {value!r}")
+    networks = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or CIDR: {item!r}") from None
+    return tuple(networks)
+
+
+def _origin(value: Any) -> str:
+    text = _str(value).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"expected http://host[:port] or https://host[:port], got {value!r}")
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"expected only scheme://host[:port], without path, query or credentials, got {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(f"bad port in {value!r}") from None
+    return text
+
+
+def _optional_origin(value: Any) -> str | None:
+    return None if value in (None, "") else _origin(value)
+
+
+def _header_name(value: Any) -> str:
+    text = _str(value)
+    if not all(c.isalnum() or c == "-" for c in text):
+        raise ValueError(f"expected an HTTP header name (letters, digits, '-'), got {value!r}")
+    return text
+
+
+def _level(value: Any) -> str:
+    text = _str(value).lower()
+    if text not in {"debug", "info", "warning", "error"}:
+        raise ValueError(f"expected debug, info, warning or error, got {value!r}")
+    return text
+
+
+Parser = Callable[[Any], Any]
+
+# (section, key) -> (parser, default). A default of None means "optional, no value".
+SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
+    ("server", "host"): (_str, "127.0.0.1"),
+    ("server", "port"): (_int_in(1, 65535), 8080),
+    ("server", "secret_key_file"): (_optional_str, None),
+    ("server", "trusted_proxies"): (_networks, []),
+    ("server", "public_url"): (_optional_origin, None),
+    ("upstream", "url"): (_origin, "http://127.0.0.1:8081"),
+    ("upstream", "connect_timeout"): (_seconds, "5s"),
+    ("upstream", "read_timeout"): (_seconds, "60s"),
+    ("upstream", "write_timeout"): (_seconds, "60s"),
+    ("upstream", "pool_timeout"): (_seconds, "5s"),
+    ("upstream", "max_connections"): (_int_in(1, 10_000), 100),
+    ("upstream", "preserve_host"): (_bool, False),
+    ("session", "secure_cookie"): (_bool, True),
+    ("session", "idle_timeout"): (_duration, "30m"),
+    ("session", "absolute_timeout"): (_duration, "12h"),
+    ("store", "path"): (_str, "var/gateway.db"),
+    ("policy", "dir"): (_str, "policies"),
+    ("policy", "case_insensitive"): (_bool, False),
+    ("policy", "allow_path_params"): (_bool, False),
+    ("headers", "user"): (_header_name, "X-Forwarded-User"),
+    ("headers", "roles"): (_header_name, "X-Forwarded-Roles"),
+    ("passwords", "time_cost"): (_int_in(1, 100), 3),
+    ("passwords", "memory_cost"): (_int_in(8, 4 * 1024 * 1024), 65536),
+    ("passwords", "parallelism"): (_int_in(1, 64), 4),
+    ("passwords", "max_concurrent"): (_int_in(1, 64), 2),
+    ("log", "level"): (_level, "info"),
+}
+
+# Keys that may never be written in the file itself.
+FORBIDDEN_IN_FILE = {("server", "secret_key"): "put the key in secret_key_file or the GATEWAY_SERVER_SECRET_KEY variable"}
+
+
+def config_path(explicit: str | Path | None, env: Mapping[str, str]) -> Path:
+    """--config FILE, else $GATEWAY_CONFIG, else ./gateway.toml."""
+    return Path(explicit or env.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_settings(
+    explicit: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    require_secret: bool = False,
+) -> Settings:
+    """Read, override, validate; raise ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    path = config_path(explicit, env)
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found (give --config FILE or set {CONFIG_ENV})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+    values: dict[tuple[str, str], Any] = {key: default for key, (_, default) in SCHEMA.items()}
+    origin: dict[tuple[str, str], str] = {key: "default" for key in SCHEMA}
+    for section, table in raw.items():
+        if not isinstance(table, dict):
+            problems.append(f"{path}: [{section}]: expected a table")
+            continue
+        for key, value in table.items():
+            if (section, key) in FORBIDDEN_IN_FILE:
+                problems.append(f"{path}: {section}.{key}: not allowed here; {FORBIDDEN_IN_FILE[(section, key)]}")
+            elif (section, key) not in SCHEMA:
+                problems.append(f"{path}: {section}.{key}: unknown setting")
+            else:
+                values[(section, key)] = value
+                origin[(section, key)] = f"{path}: {section}.{key}"
+
+    for name, value in env.items():
+        if not name.startswith("GATEWAY_") or name in {CONFIG_ENV, SECRET_ENV}:
+            continue
+        key = _env_key(name)
+        if key is None:
+            problems.append(f"environment: {name}: unknown setting")
+        else:
+            values[key] = value
+            origin[key] = f"environment: {name}"
+
+    parsed: dict[tuple[str, str], Any] = {}
+    for key, (parser, _) in SCHEMA.items():
+        try:
+            parsed[key] = None if values[key] is None else parser(values[key])
+        except ValueError as exc:
+            where = origin[key] if origin[key] != "default" else f"{path}: {key[0]}.{key[1]}"
+            problems.append(f"{where}: {exc}")
+
+    base = path.resolve().parent
+    secret, secret_problems = _secret(parsed.get(("server", "secret_key_file")), env, base, path, require_secret)
+    problems.extend(secret_problems)
+    warnings: list[str] = []
+    if parsed.get(("session", "secure_cookie")) is False:
+        warnings.append(
+            f"{path}: session.secure_cookie is false: the session cookie is sent over plain HTTP; use only for local testing"
+        )
+    idle, absolute = parsed.get(("session", "idle_timeout")), parsed.get(("session", "absolute_timeout"))
+    if isinstance(idle, int) and isinstance(absolute, int) and idle > absolute:
+        problems.append(f"{path}: session.idle_timeout: longer than session.absolute_timeout")
+    if problems:
+        raise ConfigError(problems)
+
+    def get(section: str, key: str) -> Any:
+        return parsed[(section, key)]
+
+    return Settings(
+        config_file=path.resolve(),
+        server=ServerSettings(
+            host=get("server", "host"),
+            port=get("server", "port"),
+            secret_key=secret,
+            trusted_proxies=get("server", "trusted_proxies"),
+            public_url=get("server", "public_url"),
+        ),
+        upstream=UpstreamSettings(
+            url=get("upstream", "url"),
+            connect_timeout=get("upstream", "connect_timeout"),
+            read_timeout=get("upstream", "read_timeout"),
+            write_timeout=get("upstream", "write_timeout"),
+            pool_timeout=get("upstream", "pool_timeout"),
+            max_connections=get("upstream", "max_connections"),
+            preserve_host=get("upstream", "preserve_host"),
+        ),
+        session=SessionSettings(
+            secure_cookie=get("session", "secure_cookie"),
+            idle_timeout=get("session", "idle_timeout"),
+            absolute_timeout=get("session", "absolute_timeout"),
+        ),
+        store=StoreSettings(path=base / get("store", "path")),
+        policy=PolicySettings(
+            dir=base / get("policy", "dir"),
+            case_insensitive=get("policy", "case_insensitive"),
+            allow_path_params=get("policy", "allow_path_params"),
+        ),
+        headers=HeaderSettings(user=get("headers", "user"), roles=get("headers", "roles")),
+        passwords=PasswordSettings(
+            time_cost=get("passwords", "time_cost"),
+            memory_cost=get("passwords", "memory_cost"),
+            parallelism=get("passwords", "parallelism"),
+            max_concurrent=get("passwords", "max_concurrent"),
+        ),
+        log=LogSettings(level=get("log", "level")),
+        warnings=tuple(warnings),
+    )
+
+
+def _env_key(name: str) -> tuple[str, str] | None:
+    """GATEWAY_UPSTREAM_CONNECT_TIMEOUT -> ("upstream", "connect_timeout"); sections have no '_'."""
+    rest = name[len("GATEWAY_") :].lower()
+    section, _, key = rest.partition("_")
+    return (section, key) if (section, key) in SCHEMA else None
+
+
+def _secret(
+    key_file: str | None, env: Mapping[str, str], base: Path, path: Path, required: bool
+) -> tuple[str | None, list[str]]:
+    if env.get(SECRET_ENV):
+        secret = env[SECRET_ENV].strip()
+        where = f"environment: {SECRET_ENV}"
+    elif key_file:
+        file = base / key_file
+        try:
+            secret = file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            if not required:
+                return None, []
+            return None, [
+                f"{path}: server.secret_key_file: {file} not found; create it with "
+                f"\"python3 -c 'import secrets; print(secrets.token_urlsafe(48))' > {file}\" and chmod 600"
+            ]
+        except (OSError, UnicodeDecodeError) as exc:
+            return None, [f"{path}: server.secret_key_file: cannot read {file}: {exc}"]
+        where = f"{file}"
+    else:
+        if not required:
+            return None, []
+        return None, [f"{path}: server.secret_key_file: not set and {SECRET_ENV} is empty; the gateway needs a secret key"]
+    if len(secret) < MIN_SECRET_LENGTH:
+        return None, [f"{where}: the secret key is too short (at least {MIN_SECRET_LENGTH} characters)"]
+    return secret, []

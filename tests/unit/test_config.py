@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_settings
+
+KEY = "k" * 40
+
+
+def write(tmp_path: Path, text: str, key: str | None = KEY) -> Path:
+    (tmp_path / "gateway.toml").write_text(text)
+    if key is not None:
+        (tmp_path / "secret.key").write_text(key)
+    return tmp_path / "gateway.toml"
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nsecret_key_file = "secret.key"\n')
+    settings = load_settings(path, env={}, require_secret=True)
+    assert settings.server.port == 8080 and settings.server.host == "127.0.0.1"
+    assert settings.session.secure_cookie is True
+    assert settings.session.cookie_name == "__Host-gateway_session"
+    assert settings.session.idle_timeout == 1800 and settings.session.absolute_timeout == 12 * 3600
+    assert settings.store.path == tmp_path / "var" / "gateway.db"
+    assert settings.policy.dir == tmp_path / "policies"
+    assert settings.server.secret_key == KEY
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nport = 1\nsecret_key_file = "secret.key"\n')
+    env = {"GATEWAY_SERVER_PORT": "9000", "GATEWAY_UPSTREAM_URL": "http://10.0.0.5:5000",
+           "GATEWAY_SESSION_SECURE_COOKIE": "false", "GATEWAY_UPSTREAM_CONNECT_TIMEOUT": "2s",
+           "GATEWAY_SERVER_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"}
+    settings = load_settings(path, env=env)
+    assert settings.server.port == 9000
+    assert settings.upstream.url == "http://10.0.0.5:5000"
+    assert settings.session.secure_cookie is False and settings.session.cookie_name == "gateway_session"
+    assert settings.upstream.connect_timeout == 2.0
+    assert len(settings.server.trusted_proxies) == 2
+    assert settings.warnings  # plain-http cookies are warned about
+
+
+def test_secret_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "", key=None)
+    settings = load_settings(path, env={"GATEWAY_SERVER_SECRET_KEY": "e" * 40}, require_secret=True)
+    assert settings.server.secret_key == "e" * 40
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, (
+        '[server]\nport = "http"\nsecret_key = "inline"\nbogus = 1\n'
+        '[upstream]\nurl = "ftp://x"\n[session]\nidle_timeout = "soon"\nsecure_cookie = "maybe"\n'
+        '[nonsense]\nx = 1\n'
+    ), key=None)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={"GATEWAY_SERVER_PROT": "1"}, require_secret=True)
+    text = "\n".join(info.value.problems)
+    for fragment in ("server.port", "server.secret_key: not allowed", "server.bogus: unknown",
+                     "upstream.url", "session.idle_timeout", "session.secure_cookie", "nonsense.x",
+                     "GATEWAY_SERVER_PROT", "secret"):
+        assert fragment in text, fragment
+    assert all(line.startswith((str(path), "environment:")) for line in info.value.problems)
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("[server\n", "not valid TOML"),
+    ('[upstream]\nurl = "http://x/path"\n', "upstream.url"),
+    ('[session]\nidle_timeout = "13h"\n', "longer than session.absolute_timeout"),
+    ('[headers]\nuser = "X User"\n', "headers.user"),
+    ('[server]\ntrusted_proxies = ["not-an-ip"]\n', "trusted_proxies"),
+    ('[server]\nport = 70000\n', "server.port"),
+])
+def test_bad_values(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), env={})
+    assert fragment in str(info.value)
+
+
+def test_missing_and_short_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nsecret_key_file = "secret.key"\n', key="short")
+    with pytest.raises(ConfigError, match="too short"):
+        load_settings(path, env={}, require_secret=True)
+    (tmp_path / "secret.key").unlink()
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(path, env={}, require_secret=True)
+    assert load_settings(path, env={}).server.secret_key is None  # user commands need no key
+
+
+def test_config_file_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "[server]\nport = 1234\n")
+    assert load_settings(None, env={"GATEWAY_CONFIG": str(path)}).server.port == 1234
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(None, env={}).server.port == 1234
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.toml", env={})
