@@ -1,0 +1,130 @@
+"""One canonical path per request target (DESIGN.md section 5).
+
+The policy decides on ``CanonicalPath.decision`` and the proxy forwards ``CanonicalPath.forward``. Both come
+from the same parse, so the upstream can never see a path the policy did not decide on. Anything a lenient
+backend could read differently (encoded separators, double encoding, bad UTF-8, look-alike dots) is
+rejected rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import quote, unquote_to_bytes
+
+# Characters left raw in the forwarded path: RFC 3986 sub-delims and ':' '@', minus ';' (the parameter
+# separator, which some backends strip) plus the unreserved marks that quote() always keeps.
+_SAFE = "!$&'()*+,=:@~-._"
+_SAFE_PARAMS = _SAFE + ";"
+
+_BAD_RAW = re.compile(rb"[^\x21-\x7e\x80-\xff]|[\\#?]")
+_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_BAD_DECODED = re.compile(rb"[\x00-\x1f\x7f/\\]")
+_DOUBLE_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
+# What an NFKC or "best fit" backend could turn a look-alike into.
+_LOOKALIKE_TARGETS = "/\\;%."
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+
+class PathError(ValueError):
+    """The request path is malformed or ambiguous; the message is a short human reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalPath:
+    decision: str  # decoded, starts with "/", parameters removed: what the policy decides on
+    forward: str  # ASCII, percent-encoded: sent upstream verbatim
+
+
+def canonicalize(raw_path: bytes, *, allow_params: bool = False) -> CanonicalPath:
+    """Return the canonical form of ``raw_path`` (no query string) or raise PathError."""
+    if not raw_path.startswith(b"/"):
+        raise PathError("path must start with /")
+    bad = _BAD_RAW.search(raw_path)
+    if bad is not None:
+        raise PathError(_raw_reason(bad.group()))
+
+    raw_segments = raw_path[1:].split(b"/")
+    stack: list[tuple[str, str | None]] = []
+    name = ""
+    for raw in raw_segments:
+        text = _decode_segment(raw)
+        params: str | None = None
+        if ";" in text:
+            if not allow_params:
+                raise PathError("path parameters not allowed")
+            # Backends (Tomcat, Jetty) cut the parameters at the first ';' of each segment.
+            name, params = text.split(";", 1)
+        else:
+            name = text
+        if name == "" or name == ".":
+            continue  # merged slash or no-op segment; its parameters go with it
+        if name == "..":
+            if not stack:
+                raise PathError("path climbs above the root")
+            stack.pop()
+            continue
+        stack.append((name, params))
+
+    # RFC 3986 5.2.4: a path ending in "/", "/." or "/.." keeps its trailing slash.
+    trailing = "/" if stack and name in ("", ".", "..") else ""
+    decision = "/" + "/".join(n for n, _ in stack) + trailing
+    forward = "/" + "/".join(_encode_segment(n, p) for n, p in stack) + trailing
+    return CanonicalPath(decision=decision, forward=forward)
+
+
+def _raw_reason(byte: bytes) -> str:
+    if byte == b"\\":
+        return "backslash in path"
+    if byte == b"#":
+        return "fragment marker (#) in path"
+    if byte == b"?":
+        return "query marker (?) in path"
+    if byte == b" ":
+        return "space in path"
+    return "control character in path"
+
+
+def _decode_segment(raw: bytes) -> str:
+    """Percent-decode one segment to text, rejecting every ambiguous form."""
+    data = raw
+    if b"%" in raw:
+        # Also rejects IIS-style %uXXXX, which only some servers decode.
+        if _BAD_PERCENT.search(raw):
+            raise PathError("malformed percent-encoding in path")
+        data = unquote_to_bytes(raw)
+        bad = _BAD_DECODED.search(data)
+        if bad is not None:
+            # The raw bytes were checked already, so these can only come from an escape.
+            char = bad.group()
+            if char == b"/":
+                raise PathError("encoded slash in path")
+            if char == b"\\":
+                raise PathError("encoded backslash in path")
+            raise PathError("encoded control character in path")
+    try:
+        text = data.decode("utf-8")  # strict: overlong forms and surrogates are errors
+    except UnicodeDecodeError:
+        raise PathError("invalid UTF-8 in path") from None
+    if "%" in text and _DOUBLE_ENCODED.search(text):
+        raise PathError("double percent-encoding in path")
+    if not text.isascii():
+        _check_unicode(text)
+    return text
+
+
+def _check_unicode(text: str) -> None:
+    # C1 controls (U+0080-U+009F) are as dangerous as C0 ones to header- and log-handling backends.
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise PathError("encoded control character in path")
+    folded = unicodedata.normalize("NFKC", text)
+    if folded in _DOT_SEGMENTS or any(folded.count(c) > text.count(c) for c in _LOOKALIKE_TARGETS):
+        raise PathError("Unicode look-alike of a separator or dot in path")
+
+
+def _encode_segment(name: str, params: str | None) -> str:
+    encoded = quote(name, safe=_SAFE)
+    if params is None:
+        return encoded
+    return encoded + ";" + quote(params, safe=_SAFE_PARAMS)
