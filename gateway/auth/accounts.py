@@ -1,0 +1,69 @@
+"""User account rules and changes, shared by the CLI and (later) the account page.
+
+Every change that takes rights away also ends the user's live sessions, in the same call.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from gateway.auth.passwords import Passwords, check_strength
+from gateway.store.base import Store, UnknownUser, User
+
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+ROLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def check_user_name(name: str) -> str:
+    if not USER_NAME.fullmatch(name):
+        raise ValueError(
+            f"invalid user name {name!r}: 1-64 characters, letters, digits and . _ @ -, starting with a letter or digit"
+        )
+    return name
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """"admin, staff" -> ("admin", "staff"); sorted and de-duplicated, as the header will carry them."""
+    roles = {part.strip() for part in text.split(",") if part.strip()}
+    for role in roles:
+        if not ROLE_NAME.fullmatch(role):
+            raise ValueError(f"invalid role {role!r}: letters, digits and _ . : - only")
+    return tuple(sorted(roles))
+
+
+class Accounts:
+    def __init__(self, store: Store, passwords: Passwords) -> None:
+        self._store = store
+        self._passwords = passwords
+
+    async def add(self, name: str, password: str, roles: tuple[str, ...]) -> User:
+        check_user_name(name)
+        check_strength(password, name)
+        return await self._store.add_user(name, await self._passwords.hash(password), roles, time.time())
+
+    async def _require(self, name: str) -> User:
+        user = await self._store.get_user(name)
+        if user is None:
+            raise UnknownUser(f"no user named {name!r}")
+        return user
+
+    async def set_password(self, name: str, password: str) -> int:
+        user = await self._require(name)
+        check_strength(password, user.name)
+        await self._store.set_password_hash(user.name, await self._passwords.hash(password))
+        return await self._store.delete_user_sessions(user.id)
+
+    async def set_roles(self, name: str, roles: tuple[str, ...]) -> None:
+        await self._store.set_roles((await self._require(name)).name, roles)
+
+    async def disable(self, name: str) -> int:
+        user = await self._require(name)
+        await self._store.set_disabled(user.name, True)
+        return await self._store.delete_user_sessions(user.id)
+
+    async def enable(self, name: str) -> None:
+        await self._store.set_disabled((await self._require(name)).name, False)
+
+    async def delete(self, name: str) -> None:
+        await self._store.delete_user((await self._require(name)).name)

@@ -1,0 +1,75 @@
+"""Server-side sessions: the cookie only names one; the row decides whether it is alive.
+
+Session ids are 256 random bits. The store keeps only their SHA-256, logs show only a short prefix
+of that hash, so neither a database copy nor a log line can be replayed as a cookie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.config import SessionSettings
+from gateway.policy import Principal
+from gateway.store.base import SessionRecord, SessionStore, User
+
+SESSION_ID_BYTES = 32
+TOUCH_INTERVAL = 60.0  # last_seen is written at most once a minute per session, not per request
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+Clock = Callable[[], float]
+
+
+def hash_session_id(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def short_id(id_hash: str) -> str:
+    """What logs and listings show: enough to tell sessions apart, useless as a cookie."""
+    return id_hash[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSession:
+    id_hash: str
+    principal: Principal
+    record: SessionRecord
+
+
+class SessionManager:
+    def __init__(self, store: SessionStore, settings: SessionSettings, clock: Clock = time.time) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+
+    async def start(self, user: User, client: str, user_agent: str) -> str:
+        """Create a session for ``user`` and return its id (only ever written into the cookie)."""
+        session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        await self._store.create_session(hash_session_id(session_id), user.id, self._clock(), client, user_agent[:256])
+        return session_id
+
+    async def resolve(self, session_id: str | None) -> ActiveSession | None:
+        if not session_id or len(session_id) > 64 or not _ID_CHARS.issuperset(session_id):
+            return None
+        id_hash = hash_session_id(session_id)
+        record = await self._store.get_session(id_hash)
+        if record is None:
+            return None
+        now = self._clock()
+        if (
+            record.user_disabled
+            or now - record.last_seen > self._settings.idle_timeout
+            or now - record.created_at > self._settings.absolute_timeout
+        ):
+            await self._store.delete_session(id_hash)
+            return None
+        if now - record.last_seen >= TOUCH_INTERVAL:
+            await self._store.touch_session(id_hash, now)
+        principal = Principal(user=record.user_name, roles=frozenset(record.roles), auth_time=record.auth_time)
+        return ActiveSession(id_hash=id_hash, principal=principal, record=record)
+
+    async def end(self, session_id: str) -> None:
+        await self._store.delete_session(hash_session_id(session_id))

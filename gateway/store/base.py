@@ -1,0 +1,74 @@
+"""What the gateway needs from a store, as Protocols; SQLite implements them today.
+
+Records are plain frozen data. Session ids never reach the store: it only sees their SHA-256,
+so a copy of the database cannot be replayed as cookies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """The store refused a change (duplicate or unknown user) or is unreachable."""
+
+
+class DuplicateUser(StoreError):
+    pass
+
+
+class UnknownUser(StoreError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    name: str
+    password_hash: str
+    roles: tuple[str, ...]  # sorted
+    disabled: bool
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A live session row joined with the current state of its user."""
+
+    id_hash: str
+    user_id: int
+    user_name: str
+    roles: tuple[str, ...]
+    user_disabled: bool
+    created_at: float
+    auth_time: float  # when the password was last entered for this session
+    last_seen: float
+    client: str
+    user_agent: str
+
+
+class UserStore(Protocol):
+    async def add_user(self, name: str, password_hash: str, roles: tuple[str, ...], now: float) -> User: ...
+    async def get_user(self, name: str) -> User | None: ...
+    async def list_users(self) -> list[User]: ...
+    async def set_password_hash(self, name: str, password_hash: str) -> None: ...
+    async def set_roles(self, name: str, roles: tuple[str, ...]) -> None: ...
+    async def set_disabled(self, name: str, disabled: bool) -> None: ...
+    async def delete_user(self, name: str) -> None: ...
+
+
+class SessionStore(Protocol):
+    async def create_session(
+        self, id_hash: str, user_id: int, now: float, client: str, user_agent: str
+    ) -> None: ...
+    async def get_session(self, id_hash: str) -> SessionRecord | None: ...
+    async def touch_session(self, id_hash: str, now: float) -> None: ...
+    async def delete_session(self, id_hash: str) -> None: ...
+    async def delete_user_sessions(self, user_id: int) -> int: ...
+
+
+class Store(UserStore, SessionStore, Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> bool: ...

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.auth.cookie import SessionCookie, cookie_value
+from gateway.auth.csrf import Csrf, origin_allowed
+
+KEY = "s" * 48
+
+
+def test_cookie_round_trip_and_forgery() -> None:
+    codec = SessionCookie(KEY, "gateway_session", 3600)
+    token = codec.dump("abc_DEF-123")
+    assert codec.load(token) == "abc_DEF-123"
+    assert SessionCookie("t" * 48, "gateway_session", 3600).load(token) is None  # other key
+    for bad in ("", "garbage", token[:-2] + "xx", token + "x", "x" * 1000, "a.b.c", "\u00e9.\u00e9.\u00e9"):
+        assert codec.load(bad) is None
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("gateway_session=abc", "abc"),
+    ("a=1; gateway_session=abc; b=2", "abc"),
+    ("gateway_session=first; gateway_session=second", "first"),
+    ('gateway_session="quoted"', "quoted"),
+    ("xgateway_session=abc", None),
+    ("", None),
+    (None, None),
+])
+def test_cookie_value(header: str | None, expected: str | None) -> None:
+    assert cookie_value(header, "gateway_session") == expected
+
+
+def test_csrf() -> None:
+    csrf = Csrf(KEY)
+    binding = csrf.new_binding()
+    token = csrf.token_for(binding)
+    assert csrf.check(binding, token)
+    assert not csrf.check(csrf.new_binding(), token)
+    assert not csrf.check(binding, token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert not csrf.check(None, token) and not csrf.check(binding, None) and not csrf.check(binding, "")
+    assert not Csrf("o" * 48).check(binding, token)
+
+
+@pytest.mark.parametrize(("origin", "host", "public", "allowed"), [
+    (None, "gw.example", None, True),
+    ("https://gw.example", "gw.example", None, True),
+    ("http://127.0.0.1:8080", "127.0.0.1:8080", None, True),
+    ("https://evil.example", "gw.example", None, False),
+    ("null", "gw.example", None, False),
+    ("https://gw.example.evil", "gw.example", None, False),
+    ("https://app.example", "internal:8080", "https://app.example", True),
+    ("https://internal:8080", "internal:8080", "https://app.example", False),
+])
+def test_origin(origin: str | None, host: str, public: str | None, allowed: bool) -> None:
+    assert origin_allowed(origin, host, public) is allowed
