@@ -1,0 +1,124 @@
+"""create_app(settings): the only place that wires the pieces together."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import httpx
+from quart import Quart, Response, request
+from werkzeug.exceptions import HTTPException
+
+from gateway.asgi import Gateway
+from gateway.auth import views as auth_views
+from gateway.auth.accounts import Accounts
+from gateway.auth.cookie import SessionCookie
+from gateway.auth.csrf import Csrf
+from gateway.auth.passwords import Passwords
+from gateway.auth.sessions import SessionManager
+from gateway.auth.user import GatewayAuth, auth_config
+from gateway.config import Settings
+from gateway.errors import GatewayError, error_for_status, render_error, wants_html
+from gateway.pages import PAGE_HEADERS
+from gateway.policy import Policy, load_policy
+from gateway.proxy.forward import Upstream
+from gateway.proxy.headers import HeaderRules
+from gateway.services import PolicyState, Services
+from gateway.status import bp as status_bp
+from gateway.store.sqlite import SqliteStore
+
+log = logging.getLogger("gateway")
+
+# The gateway's own pages take small forms only; proxied bodies never pass through Quart.
+MAX_FORM_BYTES = 64 * 1024
+
+
+def create_app(
+    settings: Settings,
+    *,
+    policy: Policy | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Gateway:
+    if settings.server.secret_key is None:
+        raise ValueError("create_app needs settings with a secret key")
+    secret = settings.server.secret_key
+    store = SqliteStore(settings.store.path)
+    passwords = Passwords(settings.passwords)
+    if policy is None:
+        policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
+    services = Services(
+        settings=settings,
+        store=store,
+        passwords=passwords,
+        sessions=SessionManager(store, settings.session),
+        accounts=Accounts(store, passwords),
+        cookie=SessionCookie(secret, settings.session.cookie_name, settings.session.absolute_timeout),
+        csrf=Csrf(secret),
+        policy=PolicyState(policy=policy),
+    )
+
+    app = Quart("gateway", static_folder="static", static_url_path="/.gateway/static")
+    app.secret_key = secret
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+        **auth_config(settings.session.cookie_name, settings.session.secure_cookie, settings.session.absolute_timeout),
+    )
+    app.extensions["gateway"] = services
+    GatewayAuth(app)
+    app.register_blueprint(auth_views.bp)
+    app.register_blueprint(status_bp)
+
+    rules = HeaderRules(
+        user_header=settings.headers.user.encode(),
+        roles_header=settings.headers.roles.encode(),
+        cookie_names=frozenset({settings.session.cookie_name.encode(), settings.session.csrf_cookie_name.encode()}),
+        upstream_host=urlsplit(settings.upstream.url).netloc.encode(),
+        preserve_host=settings.upstream.preserve_host,
+        trusted_proxies=settings.server.trusted_proxies,
+    )
+    gateway = Gateway(app, services, rules)
+
+    @app.before_serving
+    async def open_resources() -> None:
+        await store.open()
+        await passwords.prepare()
+        gateway.upstream = Upstream(settings.upstream, transport)
+        for warning in (*settings.warnings, *(str(w) for w in policy.warnings)):
+            log.warning("%s", warning)
+
+    @app.after_serving
+    async def close_resources() -> None:
+        if gateway.upstream is not None:
+            await gateway.upstream.aclose()
+        await store.close()
+
+    @app.after_request
+    async def page_headers(response: Response) -> Response:
+        for name, value in PAGE_HEADERS:
+            response.headers.setdefault(name.decode(), value.decode())
+        return response
+
+    @app.errorhandler(GatewayError)
+    async def gateway_error(error: GatewayError) -> Response:
+        return _error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        return _error_response(error_for_status(error.code or 500))
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        log.exception("unexpected error on a gateway page")
+        return _error_response(GatewayError())
+
+    return gateway
+
+
+def _error_response(error: GatewayError) -> Response:
+    status, headers, body = render_error(error, wants_html(request.headers.get("Accept")))
+    response = Response(body, status=status)
+    for name, value in headers:
+        if name != b"content-length":
+            response.headers[name.decode()] = value.decode()
+    return response

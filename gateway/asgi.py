@@ -1,0 +1,200 @@
+"""The gateway's front door: one ASGI callable that every request passes through.
+
+It computes the canonical path first (a path that stays ambiguous is refused here, before anything
+else sees it), then sends ``/.gateway/...`` to the Quart app and everything else down the proxy
+path, which runs below Quart's per-request machinery: the proxied request is the product's hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+from urllib.parse import quote
+
+from quart import Quart
+
+from gateway.auth.cookie import cookie_value
+from gateway.auth.sessions import ActiveSession
+from gateway.errors import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    ServiceUnavailable,
+    Unauthorized,
+    render_error,
+    wants_html,
+)
+from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, decide
+from gateway.proxy.forward import ClientDisconnected, Upstream, has_body, request_body
+from gateway.proxy.headers import (
+    HeaderRules,
+    downstream_response_headers,
+    is_trusted,
+    upstream_request_headers,
+)
+from gateway.services import Services
+
+log = logging.getLogger("gateway.proxy")
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+GATEWAY_PREFIX = "/.gateway/"
+LOGIN_PATH = "/.gateway/login"
+
+
+def origin_form(raw_path: bytes) -> bytes:
+    """The path of a request target: ``http://host/a`` (absolute-form) -> ``/a``; others unchanged."""
+    head = raw_path[:8].lower()
+    if head.startswith((b"http://", b"https://")):
+        authority_and_path = raw_path.split(b"://", 1)[1]
+        slash = authority_and_path.find(b"/")
+        return authority_and_path[slash:] if slash >= 0 else b"/"
+    return raw_path
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+async def send_simple(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class Gateway:
+    """ASGI app: canonical path -> Quart (gateway pages) or policy + proxy (everything else)."""
+
+    def __init__(self, quart_app: Quart, services: Services, header_rules: HeaderRules) -> None:
+        self.quart = quart_app
+        self.services = services
+        self.rules = header_rules
+        self.upstream: Upstream | None = None  # opened in Quart's before_serving
+        settings = services.settings
+        self._allow_params = settings.policy.allow_path_params
+        self._cookie_names = header_rules.cookie_names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.quart(cast(Any, scope), receive, send)
+            return
+        if kind == "websocket":
+            # WebSockets are not relayed yet: refuse the handshake (the server answers 403).
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        raw_path = origin_form(scope.get("raw_path") or scope["path"].encode())
+        scope = dict(scope, raw_path=raw_path)
+        try:
+            canonical = canonicalize(raw_path, allow_params=self._allow_params)
+        except PathError as exc:
+            await self._refuse(scope, send, BadRequest(f"Malformed or ambiguous path: {exc}."))
+            return
+        if canonical.decision == "/.gateway" or canonical.decision.startswith(GATEWAY_PREFIX):
+            # Quart routes on the canonical path; its own decoding of the raw bytes is never used.
+            inner = dict(scope, path=canonical.decision, raw_path=canonical.forward.encode("ascii"))
+            await self.quart(cast(Any, inner), receive, send)
+            return
+        try:
+            await self._proxy(scope, receive, send, canonical)
+        except GatewayError as exc:
+            await self._refuse(scope, send, exc)
+        except ClientDisconnected:
+            pass
+
+    async def _refuse(self, scope: Scope, send: Send, error: GatewayError, user: str | None = None) -> None:
+        html = wants_html(_header(scope["headers"], b"accept"))
+        status, headers, body = render_error(error, html, user)
+        await send_simple(send, status, headers, body)
+
+    async def _identify(self, headers: list[tuple[bytes, bytes]]) -> tuple[ActiveSession | None, bool]:
+        """The live session named by the cookie, and whether a cookie was sent at all."""
+        token = cookie_value(_header(headers, b"cookie"), self.services.cookie.name)
+        if token is None:
+            return None, False
+        session_id = self.services.cookie.load(token)
+        try:
+            return (await self.services.sessions.resolve(session_id) if session_id else None), True
+        except Exception as exc:  # the store is unreachable: fail closed, never guess
+            log.error("session lookup failed: %s", type(exc).__name__)
+            raise ServiceUnavailable("The session store is unavailable.") from exc
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, canonical: CanonicalPath) -> None:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        active, had_cookie = await self._identify(headers)
+        principal = active.principal if active else None
+        method: str = scope["method"]
+        decision = decide(self.services.policy.policy, principal, method, canonical.decision)
+
+        if decision.outcome is Outcome.LOGIN or decision.outcome is Outcome.REAUTH:
+            await self._ask_for_sign_in(scope, send, clear_cookie=had_cookie and active is None,
+                                        reauth=decision.outcome is Outcome.REAUTH)
+            return
+        if decision.outcome is not Outcome.ALLOW:
+            rule = f"{decision.rule.file}:{decision.rule.line}" if decision.rule else "-"
+            log.info("denied %s %s user=%s reason=%r rule=%s", method, canonical.decision,
+                     principal.user if principal else "-", decision.reason, rule)
+            await self._refuse(scope, send, Forbidden(), principal.user if principal else None)
+            return
+
+        upstream = self.upstream
+        if upstream is None:
+            raise ServiceUnavailable()
+        client = scope.get("client")
+        peer = client[0] if client else None
+        outgoing = upstream_request_headers(headers, self.rules, principal=principal, client=peer,
+                                            scheme=scope.get("scheme", "http"))
+        query: bytes = scope.get("query_string", b"")
+        target = canonical.forward + ("?" + query.decode("latin-1") if query else "")
+        body = request_body(receive) if has_body(headers) else None
+        response = await upstream.send(method, target, outgoing, body)
+        try:
+            public = self.services.settings.server.public_url or self._public_origin(scope, headers, peer)
+            response_headers = downstream_response_headers(
+                response.headers.raw, self.rules, upstream_origin=upstream.origin, public_origin=public
+            )
+            await send({"type": "http.response.start", "status": response.status_code, "headers": response_headers})
+            async for chunk in response.stream:  # type: ignore[union-attr]
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception as exc:
+            # Headers are already out: the only honest signal left is to cut the connection.
+            log.warning("upstream response aborted: %s", type(exc).__name__)
+        finally:
+            await response.aclose()
+
+    def _public_origin(self, scope: Scope, headers: list[tuple[bytes, bytes]], peer: str | None) -> str:
+        scheme = scope.get("scheme", "http")
+        host = (_header(headers, b"host") or b"").decode("latin-1")
+        if is_trusted(peer, self.rules.trusted_proxies):
+            scheme = (_header(headers, b"x-forwarded-proto") or scheme.encode()).decode("latin-1").split(",")[0].strip()
+            host = (_header(headers, b"x-forwarded-host") or host.encode()).decode("latin-1").split(",")[0].strip()
+        return f"{scheme}://{host}"
+
+    async def _ask_for_sign_in(self, scope: Scope, send: Send, *, clear_cookie: bool, reauth: bool) -> None:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        extra: list[tuple[bytes, bytes]] = []
+        if clear_cookie:
+            # A dead or forged cookie: tell the browser to drop it.
+            extra.append((b"set-cookie", self._expire_cookie()))
+        if wants_html(_header(headers, b"accept")):
+            query: bytes = scope.get("query_string", b"")
+            raw_path: bytes = scope["raw_path"]
+            original = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+            location = f"{LOGIN_PATH}?next={quote(original, safe='')}"
+            await send_simple(send, 302, [(b"location", location.encode()), (b"cache-control", b"no-store"),
+                                          (b"content-length", b"0"), *extra])
+            return
+        message = "Sign in again to continue." if reauth else "Sign in to continue."
+        status, out, body = render_error(Unauthorized(message), False)
+        await send_simple(send, status, out + extra, body)
+
+    def _expire_cookie(self) -> bytes:
+        name = self.services.cookie.name
+        secure = "; Secure" if self.services.settings.session.secure_cookie else ""
+        return f"{name}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; HttpOnly; SameSite=Lax{secure}".encode()

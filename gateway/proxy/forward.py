@@ -1,0 +1,95 @@
+"""Forwarding one allowed request to the upstream, streaming both bodies.
+
+httpx is used at the transport level (``handle_async_request``): a proxy needs none of the client
+layer (redirects, auth, the shared cookie jar that would leak one user's cookies to another), and
+the transport is injectable for tests and for choosing a faster one by measurement.
+httpx's exceptions are translated here, where they enter, into 502/504.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from gateway.config import UpstreamSettings
+from gateway.errors import BadGateway, GatewayTimeout, ServiceUnavailable
+
+log = logging.getLogger("gateway.proxy")
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+
+class ClientDisconnected(Exception):
+    """The browser went away while its request body was being relayed."""
+
+
+def default_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+        keepalive_expiry=30.0,
+    )
+    return httpx.AsyncHTTPTransport(limits=limits, trust_env=False, retries=0)
+
+
+async def request_body(receive: Receive) -> AsyncIterator[bytes]:
+    """The client's body as it arrives, chunk by chunk: never buffered whole."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length" and value.strip() not in (b"", b"0"):
+            return True
+    return False
+
+
+class Upstream:
+    def __init__(self, settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.origin = settings.url
+        self._transport = transport or default_transport(settings)
+        self._timeouts = {
+            "connect": settings.connect_timeout,
+            "read": settings.read_timeout,
+            "write": settings.write_timeout,
+            "pool": settings.pool_timeout,
+        }
+
+    async def send(
+        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes] | None
+    ) -> httpx.Response:
+        request = httpx.Request(
+            method, self.origin + target, headers=headers, content=body, extensions={"timeout": self._timeouts}
+        )
+        try:
+            return await self._transport.handle_async_request(request)
+        except httpx.PoolTimeout as exc:
+            # Every upstream connection is busy: the gateway is overloaded, not the app broken.
+            log.warning("upstream connection pool exhausted (upstream.max_connections)")
+            raise ServiceUnavailable("Too many requests are waiting for the application.") from exc
+        except httpx.TimeoutException as exc:
+            log.warning("upstream too slow: %s", type(exc).__name__)
+            raise GatewayTimeout() from exc
+        except httpx.HTTPError as exc:
+            if isinstance(exc.__cause__, ClientDisconnected) or isinstance(exc.__context__, ClientDisconnected):
+                raise ClientDisconnected() from exc
+            log.warning("upstream error: %s: %s", type(exc).__name__, exc)
+            raise BadGateway() from exc
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()

@@ -1,0 +1,202 @@
+"""Header rules for the proxy: pure functions over ASGI header lists, compiled once at start.
+
+Names are compared after lower-casing and treating "_" as "-", because many backends (CGI, WSGI,
+PHP, nginx with underscores_in_headers) read ``X_Forwarded_User`` as ``X-Forwarded-User``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
+
+from gateway.config import Network
+from gateway.policy import Principal
+
+RawHeaders = Sequence[tuple[bytes, bytes]]
+HeaderList = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection",
+        b"te", b"trailer", b"transfer-encoding", b"upgrade",
+    }
+)
+# Routing headers that could steer the app if believed; only a trusted proxy's copies pass.
+ROUTING = frozenset(
+    {
+        b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+        b"x-forwarded-prefix", b"x-forwarded-uri", b"x-forwarded-server", b"x-forwarded-ssl",
+        b"x-original-url", b"x-original-uri", b"x-rewrite-url", b"x-real-ip", b"forwarded",
+        b"x-forwarded-scheme", b"x-scheme", b"x-url-scheme",
+    }
+)
+# Set by the gateway itself or meaningless across it; never passed on from a client.
+# (Expect: the gateway reads the body itself, so a 100-continue handshake upstream would only stall.)
+ALWAYS_STRIPPED = frozenset({b"remote-addr", b"host", b"expect"})
+
+
+def normalize(name: bytes) -> bytes:
+    return name.lower().replace(b"_", b"-")
+
+
+def connection_tokens(headers: RawHeaders) -> frozenset[bytes]:
+    """Header names a Connection header nominates as hop-by-hop (RFC 9110 section 7.6.1)."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(normalize(token.strip()) for token in value.split(b",") if token.strip())
+    return frozenset(tokens)
+
+
+def strip_cookies(header: bytes, names: frozenset[bytes]) -> bytes | None:
+    """The Cookie header without the gateway's own cookies; None when nothing is left."""
+    kept = [part.strip() for part in header.split(b";") if part.strip()]
+    kept = [part for part in kept if part.partition(b"=")[0].strip() not in names]
+    return b"; ".join(kept) if kept else None
+
+
+def is_trusted(address: str | None, networks: Sequence[Network]) -> bool:
+    if not address or not networks:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(peer: str | None, forwarded_for: Sequence[str], networks: Sequence[Network]) -> str:
+    """The real client: the peer, or behind trusted proxies the right-most untrusted X-Forwarded-For hop."""
+    if not is_trusted(peer, networks):
+        return peer or ""
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop, networks):
+            return hop
+    return hops[0] if hops else peer or ""
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderRules:
+    """Everything the per-request functions need, computed once from the settings."""
+
+    user_header: bytes
+    roles_header: bytes
+    cookie_names: frozenset[bytes]
+    upstream_host: bytes  # sent as Host unless preserve_host
+    preserve_host: bool
+    trusted_proxies: tuple[Network, ...]
+
+    @property
+    def identity(self) -> frozenset[bytes]:
+        return frozenset({normalize(self.user_header), normalize(self.roles_header)})
+
+
+def upstream_request_headers(
+    headers: RawHeaders,
+    rules: HeaderRules,
+    *,
+    principal: Principal | None,
+    client: str | None,
+    scheme: str,
+) -> HeaderList:
+    """The request headers sent upstream.
+
+    Removes hop-by-hop headers (and those named in Connection), every client copy of an identity
+    header, Quart's synthetic Remote-Addr, routing headers from untrusted clients and the gateway's
+    own cookies; then adds Host, X-Forwarded-* and the identity of the signed-in user.
+    """
+    trusted = is_trusted(client, rules.trusted_proxies)
+    nominated = connection_tokens(headers)
+    identity = rules.identity
+    out: HeaderList = []
+    host = b""
+    forwarded: dict[bytes, bytes] = {}
+    has_transfer_encoding = False
+    for name, value in headers:
+        key = normalize(name)
+        if key == b"host":
+            host = value
+        if key == b"transfer-encoding":
+            has_transfer_encoding = True
+        if key in HOP_BY_HOP or key in nominated or key in identity or key in ALWAYS_STRIPPED:
+            continue
+        if key in ROUTING:
+            # Keep a trusted proxy's values (exact names only) to extend them below.
+            if trusted and name.lower() == key:
+                forwarded[key] = forwarded[key] + b", " + value if key in forwarded else value
+            continue
+        if key == b"cookie":
+            stripped = strip_cookies(value, rules.cookie_names)
+            if stripped is not None:
+                out.append((b"cookie", stripped))
+            continue
+        out.append((name.lower(), value))
+    if has_transfer_encoding:
+        # A body framed by Transfer-Encoding is re-framed by the client library; a Content-Length
+        # beside it is the classic smuggling pair, so it never travels on.
+        out = [(n, v) for n, v in out if n != b"content-length"]
+    address = (client or "").encode()
+    out.append((b"host", host if rules.preserve_host and host else rules.upstream_host))
+    if trusted:
+        for key in (b"forwarded", b"x-real-ip", b"x-forwarded-prefix"):
+            if key in forwarded:
+                out.append((key, forwarded[key]))
+    prior = forwarded.get(b"x-forwarded-for")
+    out.append((b"x-forwarded-for", prior + b", " + address if prior else address))
+    out.append((b"x-forwarded-proto", forwarded.get(b"x-forwarded-proto", scheme.encode())))
+    out.append((b"x-forwarded-host", forwarded.get(b"x-forwarded-host", host)))
+    if principal is not None:
+        out.append((rules.user_header.lower(), principal.user.encode()))
+        out.append((rules.roles_header.lower(), ",".join(sorted(principal.roles)).encode()))
+    return out
+
+
+def downstream_response_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+    rules: HeaderRules,
+    *,
+    upstream_origin: str,
+    public_origin: str,
+) -> HeaderList:
+    """The upstream's response headers as sent to the browser.
+
+    Drops hop-by-hop headers and any Set-Cookie for the gateway's own cookies (the app must not be
+    able to plant or clear the gateway's session), and rewrites a Location that points at the
+    upstream's own address to the gateway's.
+    """
+    headers = list(headers)
+    nominated = connection_tokens(headers)
+    out: HeaderList = []
+    for name, value in headers:
+        key = name.lower()
+        if key in HOP_BY_HOP or key in nominated or key == b"date":
+            continue
+        if key == b"set-cookie" and value.partition(b"=")[0].strip() in rules.cookie_names:
+            continue
+        if key == b"location":
+            value = rewrite_location(value, upstream_origin, public_origin)
+        out.append((key, value))
+    return out
+
+
+def rewrite_location(value: bytes, upstream_origin: str, public_origin: str) -> bytes:
+    """http://127.0.0.1:8081/x (the upstream's own address) -> https://gateway.example/x."""
+    text = value.decode("latin-1")
+    parts = urlsplit(text)
+    upstream = urlsplit(upstream_origin)
+    if parts.scheme.lower() == upstream.scheme and _netloc(parts) == _netloc(upstream):
+        rest = text[len(parts.scheme) + 3 + len(parts.netloc) :]
+        return (public_origin + (rest or "/")).encode("latin-1")
+    return value
+
+
+def _netloc(parts: SplitResult) -> tuple[str, int | None]:
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = -1
+    return (parts.hostname or "", port)

@@ -1,0 +1,47 @@
+"""The long-lived pieces one gateway process shares, gathered in one typed object.
+
+``create_app`` builds it; Quart views reach it through ``current_services()``, the proxy path
+holds a reference. Nothing here does I/O at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.auth.accounts import Accounts
+from gateway.auth.cookie import SessionCookie
+from gateway.auth.csrf import Csrf
+from gateway.auth.passwords import Passwords
+from gateway.auth.sessions import SessionManager
+from gateway.config import Settings
+from gateway.policy import Policy
+from gateway.store.base import Store
+
+
+@dataclass
+class PolicyState:
+    """The policy in force. Replaced whole (one attribute assignment), never edited in place."""
+
+    policy: Policy
+    problems: tuple[str, ...] = ()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    passwords: Passwords
+    sessions: SessionManager
+    accounts: Accounts
+    cookie: SessionCookie
+    csrf: Csrf
+    policy: PolicyState
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+def current_services() -> Services:
+    from quart import current_app
+
+    services = current_app.extensions["gateway"]
+    assert isinstance(services, Services)
+    return services
