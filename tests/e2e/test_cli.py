@@ -1,0 +1,128 @@
+"""The gateway command: exit codes, one-line errors, and changes reaching a running gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.harness import PASSWORD, Gateway, sign_in
+
+
+@pytest.fixture
+def fresh(make_gateway: Any) -> Gateway:
+    gateway: Gateway = make_gateway(start=False)
+    return gateway
+
+
+def test_user_lifecycle_and_exit_codes(fresh: Gateway) -> None:
+    ok = fresh.cli("users", "add", "erin", "--roles", "staff,admin", "--password-stdin", stdin=PASSWORD + "\n")
+    assert ok.returncode == 0, ok.stderr
+    duplicate = fresh.cli("users", "add", "ERIN", "--password-stdin", stdin=PASSWORD)
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+    assert len(duplicate.stderr.strip().splitlines()) == 1 and "Traceback" not in duplicate.stderr
+
+    short = fresh.cli("users", "add", "frank", "--password-stdin", stdin="short")
+    assert short.returncode == 1 and "too short" in short.stderr
+    common = fresh.cli("users", "add", "frank", "--password-stdin", stdin="password1234")
+    assert common.returncode == 1 and "too common" in common.stderr
+
+    listing = fresh.cli("users", "list")
+    assert listing.returncode == 0 and "erin" in listing.stdout and "admin,staff" in listing.stdout
+    assert "argon2" not in listing.stdout
+
+    assert fresh.cli("users", "set-roles", "erin", "ops").returncode == 0
+    assert "ops" in fresh.cli("users", "list").stdout
+    assert fresh.cli("users", "disable", "erin").returncode == 0
+    assert "disabled" in fresh.cli("users", "list").stdout
+    assert fresh.cli("users", "enable", "erin").returncode == 0
+    assert fresh.cli("users", "set-password", "erin", "--password-stdin", stdin="another fine passphrase").returncode == 0
+    assert fresh.cli("users", "delete", "erin").returncode == 0
+    for args in (["users", "delete", "erin"], ["users", "disable", "ghost"], ["users", "set-roles", "ghost", "a"]):
+        result = fresh.cli(*args)
+        assert result.returncode == 1 and "no user named" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["users", "add", "bad name!", "--password-stdin"],
+    ["users", "add", "ok", "--roles", "bad role", "--password-stdin"],
+    ["users", "nonsense"],
+    ["users", "add"],
+    ["users", "add", "someone"],  # no terminal to prompt on, and no --password-stdin
+])
+def test_bad_usage_exits_2(fresh: Gateway, args: list[str]) -> None:
+    result = fresh.cli(*args, stdin=PASSWORD)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def test_help_on_every_command(fresh: Gateway) -> None:
+    for args in ([], ["serve"], ["users"], ["users", "add"], ["users", "list"], ["users", "set-password"],
+                 ["users", "set-roles"], ["users", "disable"], ["users", "enable"], ["users", "delete"]):
+        result = fresh.cli(*args, "--help", config=False)
+        assert result.returncode == 0 and "Usage:" in result.stdout, args
+
+
+def test_config_option_before_or_after_and_env(fresh: Gateway) -> None:
+    after = fresh.cli("users", "list", "--config", str(fresh.config), config=False)
+    assert after.returncode == 0
+    env = fresh.cli("users", "list", config=False, env={"GATEWAY_CONFIG": str(fresh.config)})
+    assert env.returncode == 0
+
+
+def test_invalid_config_reports_every_problem_and_exits_2(fresh: Gateway) -> None:
+    fresh.config.write_text(fresh.config.read_text() + '\n[bogus]\nx = 1\n[log]\nlevel = "loud"\n')
+    result = fresh.cli("serve")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert any("bogus.x" in line for line in lines) and any("log.level" in line for line in lines)
+    assert all(str(fresh.config) in line for line in lines)
+
+
+def test_serve_refuses_to_start_without_a_secret(fresh: Gateway) -> None:
+    (fresh.directory / "var" / "secret.key").unlink()
+    result = fresh.cli("serve")
+    assert result.returncode == 2 and "secret" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_invalid_policy(fresh: Gateway) -> None:
+    (fresh.directory / "policies" / "broken.yaml").write_text("rules:\n  - paths: [\"/x\"]\n    allow: everyone\n")
+    result = fresh.cli("serve")
+    assert result.returncode == 2
+    assert "broken.yaml:3" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_changes_reach_a_running_gateway(make_gateway: Any) -> None:
+    gateway: Gateway = make_gateway(users={"gina": "staff", "hal": "staff"})
+    with gateway.client() as gina, gateway.client() as hal:
+        assert sign_in(gina, "gina").status_code == 303
+        assert sign_in(hal, "hal").status_code == 303
+        assert gina.get("/admin/x").status_code == 403
+
+        assert gateway.cli("users", "set-roles", "gina", "admin").returncode == 0
+        assert gina.get("/admin/x").status_code == 200  # roles are read live
+        assert gateway.cli("users", "set-roles", "gina", "staff").returncode == 0
+        assert gina.get("/admin/x").status_code == 403
+
+        assert gateway.cli("users", "disable", "gina").returncode == 0
+        assert gina.get("/page").status_code == 401
+        assert sign_in(gina, "gina").status_code == 401  # and no new sign-in
+        assert gateway.cli("users", "enable", "gina").returncode == 0
+        assert sign_in(gina, "gina").status_code == 303
+
+        assert gateway.cli("users", "set-password", "gina", "--password-stdin",
+                           stdin="a brand new passphrase").returncode == 0
+        assert gina.get("/page").status_code == 401
+        assert sign_in(gina, "gina").status_code == 401
+        assert sign_in(gina, "gina", "a brand new passphrase").status_code == 303
+
+        assert gateway.cli("users", "delete", "hal").returncode == 0
+        assert hal.get("/page").status_code == 401
+
+
+def test_readyz_and_healthz(gateway: Gateway) -> None:
+    with httpx.Client(base_url=gateway.url) as client:
+        assert client.get("/.gateway/healthz").json() == {"status": "ok"}
+        ready = client.get("/.gateway/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"

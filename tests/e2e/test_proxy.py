@@ -1,0 +1,168 @@
+"""The proxy: identity headers, spoofing, cookies, hop-by-hop headers, streaming, upstream failure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.harness import Gateway, free_port, raw_request
+
+
+def echo(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    data["names"] = [name.lower() for name, _ in data["headers"]]
+    return data
+
+
+def test_identity_headers_reach_the_app(alice: httpx.Client) -> None:
+    seen = echo(alice.get("/anything"))
+    assert seen["user"] == "alice" and seen["roles"] == "admin"
+
+
+SPOOFS = [
+    "X-Forwarded-User", "x-forwarded-user", "X_Forwarded_User", "X-FORWARDED-USER", "x_forwarded-user",
+    "X-Forwarded-Roles", "X_FORWARDED_ROLES", "Remote-Addr",
+]
+
+
+@pytest.mark.parametrize("name", SPOOFS)
+def test_spoofed_identity_headers_are_removed_on_public_paths(gateway: Gateway, name: str) -> None:
+    with gateway.client() as client:
+        seen = echo(client.get("/public/x", headers={name: "mallory"}))
+    assert "mallory" not in str(seen["headers"])
+    assert seen["user"] is None
+
+
+@pytest.mark.parametrize("name", SPOOFS)
+def test_spoofed_identity_headers_are_replaced_for_signed_in_users(bob: httpx.Client, name: str) -> None:
+    seen = echo(bob.get("/page", headers={name: "admin"}))
+    assert seen["user"] == "bob" and seen["roles"] == "staff"
+    values = [value for key, value in seen["headers"] if key.lower().replace("_", "-") == name.lower().replace("_", "-")]
+    assert "admin" not in values
+
+
+@pytest.mark.parametrize("name", [
+    "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Uri", "X-Original-URL",
+    "X-Rewrite-URL", "X-Forwarded-Prefix", "Forwarded", "X-Real-IP", "X_Original_URL",
+])
+def test_routing_headers_from_untrusted_clients_are_not_believed(gateway: Gateway, name: str) -> None:
+    with gateway.client() as client:
+        seen = echo(client.get("/public/x", headers={name: "evil.example"}))
+    assert "evil.example" not in str(seen["headers"])
+    headers = {k.lower(): v for k, v in seen["headers"]}
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+
+
+def test_spoofed_headers_do_not_steer_the_decision(gateway: Gateway) -> None:
+    with gateway.client() as client:
+        response = client.get("/public/x", headers={"X-Original-URL": "/admin/", "X-Rewrite-URL": "/admin/"})
+        assert response.status_code == 200
+        response = client.get("/admin/", headers={"X-Original-URL": "/public/x", "X-Forwarded-User": "alice"})
+        assert response.status_code == 401
+
+
+def test_gateway_cookies_are_removed_and_app_cookies_pass(alice: httpx.Client) -> None:
+    alice.cookies.set("app_pref", "dark")
+    seen = echo(alice.get("/page"))
+    cookie = dict((k.lower(), v) for k, v in seen["headers"])["cookie"]
+    assert "app_pref=dark" in cookie
+    assert "gateway_session" not in cookie and "gateway_csrf" not in cookie
+
+
+def test_app_set_cookie_passes_but_cannot_plant_the_gateway_cookie(alice: httpx.Client) -> None:
+    response = alice.get("/page", params={"set_cookie": "theme=blue"})
+    assert "theme=blue" in response.headers.get("set-cookie", "")
+    planted = alice.get("/page", params={"set_cookie": "gateway_session=evil"})
+    assert "gateway_session" not in planted.headers.get("set-cookie", "")
+
+
+def test_hop_by_hop_headers_are_not_forwarded(gateway: Gateway) -> None:
+    status, _, body = raw_request(gateway.port, (
+        b"GET /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close, X-Secret-Hop\r\n"
+        b"X-Secret-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eDp5\r\n"
+        b"Upgrade: h2c\r\nX-Kept: yes\r\n\r\n"))
+    assert status == 200
+    names = [name.lower() for name, _ in json.loads(body)["headers"]]
+    for hop in ("x-secret-hop", "keep-alive", "te", "proxy-authorization", "upgrade"):
+        assert hop not in names
+    assert "x-kept" in names
+
+
+def test_upstream_redirect_to_its_own_address_is_rewritten(gateway: Gateway, alice: httpx.Client) -> None:
+    response = alice.get("/page", params={"redirect": "/elsewhere?a=1"})
+    assert response.status_code == 302
+    assert response.headers["location"] == f"{gateway.url}/elsewhere?a=1"
+
+
+def test_upload_is_streamed_intact(alice: httpx.Client) -> None:
+    size = 24 * 1024 * 1024
+    block = bytes(range(256)) * 4096
+
+    def body() -> Any:
+        sent = 0
+        while sent < size:
+            yield block
+            sent += len(block)
+
+    expected = hashlib.sha256(block * (size // len(block))).hexdigest()
+    seen = echo(alice.post("/upload", content=body()))  # chunked: no Content-Length
+    assert seen["body_length"] == size and seen["body_sha256"] == expected
+    sized = echo(alice.put("/upload", content=block * 8))
+    assert sized["body_length"] == len(block) * 8
+
+
+def test_download_is_streamed_intact(alice: httpx.Client) -> None:
+    size = 48 * 1024 * 1024
+    digest = hashlib.sha256()
+    received = 0
+    with alice.stream("GET", "/download", params={"bytes": str(size)}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(size)
+        for chunk in response.iter_raw():
+            digest.update(chunk)
+            received += len(chunk)
+    block = bytes(range(256)) * 256
+    assert received == size
+    assert digest.hexdigest() == hashlib.sha256(block * (size // len(block))).hexdigest()
+
+
+def test_chunked_responses_are_flushed_as_they_arrive(alice: httpx.Client) -> None:
+    arrivals: list[float] = []
+    with alice.stream("GET", "/events", params={"chunks": "3", "every": "0.5"}) as response:
+        assert response.status_code == 200
+        for _ in response.iter_raw():
+            arrivals.append(time.monotonic())
+    # Buffering would deliver everything together at the end; streaming spreads it over ~1 s.
+    assert len(arrivals) >= 3
+    assert arrivals[-1] - arrivals[0] > 0.6
+
+
+def test_head_and_options_are_forwarded(alice: httpx.Client) -> None:
+    assert alice.head("/page").status_code == 200
+    assert echo(alice.options("/page"))["method"] == "OPTIONS"
+
+
+def test_upstream_down_gives_502_and_gateway_keeps_serving(make_gateway: Any) -> None:
+    gateway = make_gateway(upstream_url=f"http://127.0.0.1:{free_port()}")
+    with gateway.client() as client:
+        response = client.get("/public/x")
+        assert response.status_code == 502
+        assert response.json()["error"] == "bad_gateway"
+        page = client.get("/public/x", headers={"Accept": "text/html"})
+        assert page.status_code == 502 and "text/html" in page.headers["content-type"]
+        assert client.get("/.gateway/healthz").status_code == 200
+
+
+def test_slow_upstream_gives_504(make_gateway: Any) -> None:
+    gateway = make_gateway(settings={"upstream": {"read_timeout": "1s"}})
+    with gateway.client() as client:
+        response = client.get("/public/slow", params={"sleep": "3"})
+        assert response.status_code == 504
+        assert client.get("/public/fast").status_code == 200
