@@ -25,7 +25,7 @@ from gateway.errors import (
     wants_html,
 )
 from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, decide
-from gateway.proxy.forward import ClientDisconnected, Upstream, has_body, request_body
+from gateway.proxy.forward import ClientDisconnected, DisconnectWatch, RequestBody, Upstream, has_body
 from gateway.proxy.headers import (
     HeaderRules,
     downstream_response_headers,
@@ -64,6 +64,19 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 async def send_simple(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+LONG_RESPONSE = 1024 * 1024
+
+
+def _long_response(content_length: str | None) -> bool:
+    """Streams of unknown length (SSE, chunked) or over 1 MiB are worth watching for a disconnect."""
+    if content_length is None:
+        return True
+    try:
+        return int(content_length) > LONG_RESPONSE
+    except ValueError:
+        return True
 
 
 class Gateway:
@@ -150,15 +163,21 @@ class Gateway:
                                             scheme=scope.get("scheme", "http"))
         query: bytes = scope.get("query_string", b"")
         target = canonical.forward + ("?" + query.decode("latin-1") if query else "")
-        body = request_body(receive) if has_body(headers) else None
-        response = await upstream.send(method, target, outgoing, body)
+        body = RequestBody(receive) if has_body(headers) else None
+        response = await upstream.send(method, target, outgoing, body.__aiter__() if body else None)
+        watch: DisconnectWatch | None = None
         try:
             public = self.services.settings.server.public_url or self._public_origin(scope, headers, peer)
             response_headers = downstream_response_headers(
                 response.headers.raw, self.rules, upstream_origin=upstream.origin, public_origin=public
             )
             await send({"type": "http.response.start", "status": response.status_code, "headers": response_headers})
+            if (body is None or body.finished) and _long_response(response.headers.get("content-length")):
+                watch = DisconnectWatch(receive)
             async for chunk in response.stream:  # type: ignore[union-attr]
+                if watch is not None and watch.gone:
+                    log.info("client went away during %s %s; upstream response dropped", method, canonical.decision)
+                    return
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -166,6 +185,8 @@ class Gateway:
             # Headers are already out: the only honest signal left is to cut the connection.
             log.warning("upstream response aborted: %s", type(exc).__name__)
         finally:
+            if watch is not None:
+                watch.stop()
             await response.aclose()
 
     def _public_origin(self, scope: Scope, headers: list[tuple[bytes, bytes]], peer: str | None) -> str:

@@ -8,6 +8,7 @@ httpx's exceptions are translated here, where they enter, into 502/504.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,17 +38,45 @@ def default_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport(limits=limits, trust_env=False, retries=0)
 
 
-async def request_body(receive: Receive) -> AsyncIterator[bytes]:
+class RequestBody:
     """The client's body as it arrives, chunk by chunk: never buffered whole."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.finished = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                self.finished = True
+                return
+
+
+class DisconnectWatch:
+    """Notices a browser that leaves while a response streams.
+
+    Uvicorn silently drops sends to a closed connection, so without this an abandoned 1 GiB
+    download would still be pulled whole from the upstream. Only started once the request body is
+    fully read (``receive`` must have one reader at a time), and only for long responses.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self.gone = False
+        self._task = asyncio.create_task(self._wait(receive))
+
+    async def _wait(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 def has_body(headers: list[tuple[bytes, bytes]]) -> bool:

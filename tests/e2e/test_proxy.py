@@ -166,3 +166,18 @@ def test_slow_upstream_gives_504(make_gateway: Any) -> None:
         response = client.get("/public/slow", params={"sleep": "3"})
         assert response.status_code == 504
         assert client.get("/public/fast").status_code == 200
+
+
+def test_abandoned_stream_is_dropped_not_drained(make_gateway: Any) -> None:
+    from tests.e2e.harness import sign_in, wait_until
+
+    gateway = make_gateway(users={"ivy": "staff"})
+    with gateway.client() as client:
+        assert sign_in(client, "ivy").status_code == 303
+        with client.stream("GET", "/events", params={"chunks": "200", "every": "0.05"}) as response:
+            assert response.status_code == 200
+            next(response.iter_raw())
+        # Leaving the block closed the connection after one chunk of a ten-second stream.
+    wait_until(lambda: "client went away" in gateway.log(), "the gateway noticing the disconnect", timeout=5)
+    with gateway.client() as client:
+        assert client.get("/public/x").status_code == 200
