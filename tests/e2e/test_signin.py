@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -149,3 +151,52 @@ def test_gateway_pages_send_security_headers(gateway: Gateway) -> None:
         assert page.headers["cache-control"] == "no-store"
         assert page.headers["x-content-type-options"] == "nosniff"
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_secure_cookie_mode_uses_host_prefix(make_gateway: Any) -> None:
+    gateway = make_gateway(settings={"session": {"secure_cookie": True}}, users={"jo": "staff"})
+    with gateway.client() as client:
+        form = client.get("/.gateway/login")
+        csrf_cookie = form.headers["set-cookie"]
+        assert csrf_cookie.startswith("__Host-gateway_csrf=") and "Secure" in csrf_cookie
+        binding = csrf_cookie.split(";")[0].split("=", 1)[1]
+        # Over plain http a client keeps Secure cookies to itself, so send them by hand.
+        response = client.post("/.gateway/login", headers={"Cookie": f"__Host-gateway_csrf={binding}"}, data={
+            "username": "jo", "password": PASSWORD, "csrf_token": csrf_token(form.text), "next": "/"})
+        assert response.status_code == 303
+        cookie = response.headers["set-cookie"]
+        assert cookie.startswith("__Host-gateway_session=")
+        for attribute in ("Secure", "HttpOnly", "Path=/", "SameSite=Lax"):
+            assert attribute in cookie
+        assert "domain" not in cookie.lower()
+        value = cookie.split(";")[0].split("=", 1)[1]
+    with gateway.client() as client:
+        sent = {"Cookie": f"__Host-gateway_session={value}; app=1"}
+        assert client.get("/.gateway/whoami", headers=sent).json()["user"] == "jo"
+        seen = client.get("/page", headers=sent).json()
+        cookie_seen = dict((k.lower(), v) for k, v in seen["headers"])["cookie"]
+        assert cookie_seen == "app=1" and seen["user"] == "jo"
+        # The insecure name is not accepted in secure mode.
+        assert client.get("/.gateway/whoami", headers={"Cookie": f"gateway_session={value}"}).status_code == 401
+
+
+def test_hash_is_upgraded_at_sign_in_when_parameters_change(make_gateway: Any) -> None:
+    import sqlite3
+
+    gateway = make_gateway(users={"kim": "staff"}, start=False)
+    db = gateway.directory / "var" / "gateway.db"
+
+    def stored() -> str:
+        with sqlite3.connect(db) as conn:
+            return str(conn.execute("SELECT password_hash FROM users WHERE name = 'kim'").fetchone()[0])
+
+    before = stored()
+    assert ",t=1," in before
+    gateway.config.write_text(gateway.config.read_text().replace("time_cost = 1", "time_cost = 2"))
+    gateway.start()
+    with gateway.client() as client:
+        assert sign_in(client, "kim").status_code == 303
+    after = stored()
+    assert after != before and ",t=2," in after
+    with gateway.client() as client:
+        assert sign_in(client, "kim").status_code == 303  # the new hash verifies
