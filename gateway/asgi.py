@@ -118,6 +118,10 @@ class Gateway:
             await self._refuse(scope, send, exc)
         except ClientDisconnected:
             pass
+        except Exception:
+            # A bug must still fail closed with a proper answer, never forward or hang.
+            log.exception("unexpected error on the proxy path")
+            await self._refuse(scope, send, GatewayError())
 
     async def _refuse(self, scope: Scope, send: Send, error: GatewayError, user: str | None = None) -> None:
         html = wants_html(_header(scope["headers"], b"accept"))

@@ -128,6 +128,17 @@ def serve(ctx: click.Context) -> None:
     logging.basicConfig(level=settings.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from gateway.server import serve as run_server
 
+    async def preflight() -> None:
+        # Fail here with one line, not later inside the server's start-up with a traceback.
+        store = SqliteStore(settings.store.path)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(preflight())
+    except StoreError as exc:
+        fail(f"store.path: {exc}")
+
     try:
         run_server(settings)
     except PolicyError as exc:

@@ -126,3 +126,10 @@ def test_readyz_and_healthz(gateway: Gateway) -> None:
         assert client.get("/.gateway/healthz").json() == {"status": "ok"}
         ready = client.get("/.gateway/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_unusable_store_is_one_line_not_a_traceback(fresh: Gateway) -> None:
+    # The parent of the store "folder" is a regular file: the store cannot be created.
+    result = fresh.cli("serve", env={"GATEWAY_STORE_PATH": str(fresh.config / "gateway.db")})
+    assert result.returncode == 1
+    assert result.stderr.startswith("gateway: store.path:") and "Traceback" not in result.stderr
