@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 IDENTITY = ("X-Forwarded-User", "X-Forwarded-Roles")
@@ -36,33 +37,25 @@ class Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> tuple[int, str]:
         digest = hashlib.sha256()
-        total = 0
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                remaining = size
-                while remaining:
-                    chunk = self.rfile.read(min(remaining, 1 << 16))
-                    if not chunk:
-                        raise ConnectionError("body cut short")
-                    digest.update(chunk)
-                    remaining -= len(chunk)
-                    total += len(chunk)
+            total = 0
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                total += self._consume(size, digest)
                 self.rfile.readline()
-        else:
-            remaining = int(self.headers.get("Content-Length") or 0)
-            while remaining:
-                chunk = self.rfile.read(min(remaining, 1 << 16))
-                if not chunk:
-                    raise ConnectionError("body cut short")
-                digest.update(chunk)
-                remaining -= len(chunk)
-                total += len(chunk)
-        return total, digest.hexdigest()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                pass
+            return total, digest.hexdigest()
+        return self._consume(int(self.headers.get("Content-Length") or 0), digest), digest.hexdigest()
+
+    def _consume(self, size: int, digest: Any) -> int:
+        remaining = size
+        while remaining:
+            chunk = self.rfile.read(min(remaining, 1 << 16))
+            if not chunk:
+                raise ConnectionError("body cut short")
+            digest.update(chunk)
+            remaining -= len(chunk)
+        return size
 
     def _handle(self) -> None:
         length, sha = self._read_body()

@@ -41,13 +41,18 @@ CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);
 _USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at"
 
 
+def _roles(column: Any) -> tuple[str, ...]:
+    """Roles are stored sorted and comma-joined (role names cannot contain a comma)."""
+    text = str(column)
+    return tuple(text.split(",")) if text else ()
+
+
 def _user(row: Any) -> User:
-    roles = str(row[3])
     return User(
         id=int(row[0]),
         name=str(row[1]),
         password_hash=str(row[2]),
-        roles=tuple(roles.split(",")) if roles else (),
+        roles=_roles(row[3]),
         disabled=bool(row[4]),
         created_at=float(row[5]),
     )
@@ -154,12 +159,11 @@ class SqliteStore:
             row = await cursor.fetchone()
         if row is None:
             return None
-        roles = str(row[3])
         return SessionRecord(
             id_hash=str(row[0]),
             user_id=int(row[1]),
             user_name=str(row[2]),
-            roles=tuple(roles.split(",")) if roles else (),
+            roles=_roles(row[3]),
             user_disabled=bool(row[4]),
             created_at=float(row[5]),
             auth_time=float(row[6]),
