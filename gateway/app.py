@@ -20,7 +20,8 @@ from gateway.auth.user import GatewayAuth, auth_config
 from gateway.config import Settings
 from gateway.errors import GatewayError, error_for_status, render_error, wants_html
 from gateway.pages import PAGE_HEADERS
-from gateway.policy import Policy, load_policy
+from gateway.policy import Policy, PolicyError, load_policy
+from gateway.policy.watcher import PolicyWatcher
 from gateway.proxy.forward import Upstream
 from gateway.proxy.headers import HeaderRules
 from gateway.services import PolicyState, Services
@@ -79,16 +80,32 @@ def create_app(
     )
     gateway = Gateway(app, services, rules)
 
+    def policy_loaded(new: Policy) -> None:
+        services.policy = PolicyState(policy=new)
+        log.info("policy reloaded: %d rule(s) from %d file(s)", len(new.rules), len(new.files))
+        for warning in new.warnings:
+            log.warning("policy: %s", warning)
+
+    def policy_failed(error: PolicyError) -> None:
+        services.policy = PolicyState(policy=services.policy.policy, problems=tuple(str(p) for p in error.problems))
+        for problem in error.problems:
+            log.error("policy not reloaded, the last good policy stays in force: %s", problem)
+
+    watcher = PolicyWatcher(settings.policy.dir, case_insensitive=settings.policy.case_insensitive,
+                            on_loaded=policy_loaded, on_failed=policy_failed)
+
     @app.before_serving
     async def open_resources() -> None:
         await store.open()
         await passwords.prepare()
         gateway.upstream = Upstream(settings.upstream, transport)
-        for warning in (*settings.warnings, *(str(w) for w in policy.warnings)):
+        for warning in (*settings.warnings, *(f"policy: {w}" for w in policy.warnings)):
             log.warning("%s", warning)
+        watcher.start()
 
     @app.after_serving
     async def close_resources() -> None:
+        await watcher.stop()
         if gateway.upstream is not None:
             await gateway.upstream.aclose()
         await store.close()

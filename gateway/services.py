@@ -18,9 +18,12 @@ from gateway.policy import Policy
 from gateway.store.base import Store
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class PolicyState:
-    """The policy in force. Replaced whole (one attribute assignment), never edited in place."""
+    """The policy in force and the problems of the last reload (shown by /.gateway/readyz).
+
+    Replaced whole by one attribute assignment, never edited in place, so a request that read it
+    once is decided by one whole policy."""
 
     policy: Policy
     problems: tuple[str, ...] = ()

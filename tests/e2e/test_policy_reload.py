@@ -1,0 +1,98 @@
+"""Policy hot reload against a running gateway: edits, new and deleted files within 2 seconds, a
+broken file keeps the last good policy and makes readyz say which file, no request dropped."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from tests.e2e.harness import Gateway, sign_in, wait_until
+
+RELOAD_DEADLINE = 2.5  # the promise is 2 s; the margin absorbs the test's own polling
+
+BASE = 'rules:\n  - paths: ["/**"]\n    allow: authenticated\n  - paths: ["/admin/**"]\n    roles: [admin]\n'
+
+
+def status_becomes(client: httpx.Client, path: str, status: int) -> None:
+    wait_until(lambda: client.get(path).status_code == status, f"{path} -> {status}", timeout=RELOAD_DEADLINE)
+
+
+def test_edit_add_delete_take_effect(make_gateway: Any) -> None:
+    gateway: Gateway = make_gateway(policy=BASE, users={"lee": "staff"})
+    policies = gateway.directory / "policies"
+    with gateway.client() as lee:
+        assert sign_in(lee, "lee").status_code == 303
+        assert lee.get("/admin/x").status_code == 403
+
+        (policies / "main.yaml").write_text(BASE.replace("[admin]", "[admin, staff]"))
+        status_becomes(lee, "/admin/x", 200)
+
+        (policies / "extra.yaml").write_text('rules:\n  - paths: ["/admin/secret"]\n    deny: true\n')
+        status_becomes(lee, "/admin/secret", 403)
+        assert lee.get("/admin/other").status_code == 200
+
+        (policies / "extra.yaml").unlink()
+        status_becomes(lee, "/admin/secret", 200)
+    assert "policy reloaded" in gateway.log()
+
+
+def test_broken_file_keeps_last_good_policy(make_gateway: Any) -> None:
+    gateway: Gateway = make_gateway(policy=BASE, users={"lee": "staff"})
+    policies = gateway.directory / "policies"
+    with gateway.client() as lee:
+        assert sign_in(lee, "lee").status_code == 303
+        (policies / "broken.yaml").write_text('rules:\n  - paths: ["/admin/**"]\n    allow: everybody\n')
+
+        def not_ready() -> bool:
+            ready = lee.get("/.gateway/readyz")
+            return ready.status_code == 503 and "broken.yaml:3" in ready.text
+
+        wait_until(not_ready, "readyz naming the broken file", timeout=RELOAD_DEADLINE)
+        assert lee.get("/admin/x").status_code == 403  # the last good policy is still in force
+        assert lee.get("/page").status_code == 200
+        assert "broken.yaml:3" in gateway.log() and "last good policy" in gateway.log()
+
+        (policies / "broken.yaml").write_text('rules:\n  - paths: ["/admin/new/**"]\n    roles: [staff]\n')
+        wait_until(lambda: lee.get("/.gateway/readyz").status_code == 200, "readyz recovering",
+                   timeout=RELOAD_DEADLINE)
+        assert lee.get("/admin/new/x").status_code == 200
+
+
+def test_no_request_is_dropped_while_the_policy_changes(make_gateway: Any) -> None:
+    gateway: Gateway = make_gateway(policy=BASE, users={"lee": "admin"})
+    policies = gateway.directory / "policies"
+    failures: list[str] = []
+    done = threading.Event()
+    counts = {"requests": 0}
+
+    def hammer() -> None:
+        with gateway.client() as client:
+            assert sign_in(client, "lee").status_code == 303
+            while not done.is_set():
+                try:
+                    response = client.get("/admin/x")
+                    counts["requests"] += 1
+                    if response.status_code not in (200, 403):
+                        failures.append(f"status {response.status_code}")
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for round_ in range(6):
+            roles = "[admin]" if round_ % 2 else "[nobody]"
+            (policies / "main.yaml").write_text(BASE.replace("[admin]", roles))
+            expected = 200 if round_ % 2 else 403
+            with gateway.client() as probe:
+                assert sign_in(probe, "lee").status_code == 303
+                status_becomes(probe, "/admin/x", expected)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(30)
+    assert not failures, failures[:5]
+    assert counts["requests"] > 50
