@@ -108,11 +108,12 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: bytes, content_type: str, extra: list[tuple[str, str]]) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if status not in (204, 304) and status >= 200:
+            self.send_header("Content-Length", str(len(body)))
         for name, value in extra:
             self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and status not in (204, 304) and status >= 200:
             self.wfile.write(body)
 
     def _stream_bytes(self, count: int) -> None:

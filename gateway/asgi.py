@@ -8,6 +8,7 @@ path, which runs below Quart's per-request machinery: the proxied request is the
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -16,11 +17,13 @@ from quart import Quart
 from gateway.auth.cookie import cookie_value
 from gateway.auth.sessions import ActiveSession
 from gateway.errors import (
+    BadGateway,
     BadRequest,
     Forbidden,
     GatewayError,
     ServiceUnavailable,
     Unauthorized,
+    UriTooLong,
     render_error,
     wants_html,
 )
@@ -29,7 +32,8 @@ from gateway.proxy.forward import ClientDisconnected, DisconnectWatch, RequestBo
 from gateway.proxy.headers import (
     HeaderRules,
     downstream_response_headers,
-    is_trusted,
+    method_overrides,
+    public_origin,
     upstream_request_headers,
 )
 from gateway.services import Services
@@ -41,6 +45,11 @@ Receive = Any
 Send = Any
 
 GATEWAY_PREFIX = "/.gateway/"
+# Longer targets are refused (as nginx does at 8 KiB); the upstream client refuses them anyway.
+MAX_TARGET_BYTES = 8192
+# Method names are case-sensitive (RFC 9110): "get" is not GET, and a server framing the answer to
+# "head" as a GET's while the upstream answers a HEAD would hang the client.
+METHOD = re.compile(r"[A-Z][A-Z0-9_-]{0,31}")
 LOGIN_PATH = "/.gateway/login"
 
 
@@ -89,6 +98,7 @@ class Gateway:
         self.upstream: Upstream | None = None  # opened in Quart's before_serving
         settings = services.settings
         self._allow_params = settings.policy.allow_path_params
+        self._case_insensitive = settings.policy.case_insensitive
         self._cookie_names = header_rules.cookie_names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,8 +112,14 @@ class Gateway:
             return
         raw_path = origin_form(scope.get("raw_path") or scope["path"].encode())
         scope = dict(scope, raw_path=raw_path)
+        if len(raw_path) + len(scope.get("query_string", b"")) > MAX_TARGET_BYTES:
+            await self._refuse(scope, send, UriTooLong())
+            return
+        if not METHOD.fullmatch(scope["method"]):
+            await self._refuse(scope, send, BadRequest("Unknown request method."))
+            return
         try:
-            canonical = canonicalize(raw_path, allow_params=self._allow_params)
+            canonical = canonicalize(raw_path, allow_params=self._allow_params, case_insensitive=self._case_insensitive)
         except PathError as exc:
             await self._refuse(scope, send, BadRequest(f"Malformed or ambiguous path: {exc}."))
             return
@@ -145,7 +161,14 @@ class Gateway:
         active, had_cookie = await self._identify(headers)
         principal = active.principal if active else None
         method: str = scope["method"]
-        decision = decide(self.services.policy.policy, principal, method, canonical.decision)
+        policy = self.services.policy.policy  # read once: one request, one whole policy
+        decision = decide(policy, principal, method, canonical.decision)
+        for override in method_overrides(headers) if decision.allowed else ():
+            # The app may act on the tunnelled method: it must be allowed as well.
+            tunnelled = decide(policy, principal, override, canonical.decision)
+            if not tunnelled.allowed:
+                decision = tunnelled
+                break
 
         if decision.outcome is Outcome.LOGIN or decision.outcome is Outcome.REAUTH:
             await self._ask_for_sign_in(scope, send, clear_cookie=had_cookie and active is None,
@@ -153,7 +176,7 @@ class Gateway:
             return
         if decision.outcome is not Outcome.ALLOW:
             rule = f"{decision.rule.file}:{decision.rule.line}" if decision.rule else "-"
-            log.info("denied %s %s user=%s reason=%r rule=%s", method, canonical.decision,
+            log.info("denied %s %r user=%s reason=%r rule=%s", method, canonical.decision,
                      principal.user if principal else "-", decision.reason, rule)
             await self._refuse(scope, send, Forbidden(), principal.user if principal else None)
             return
@@ -169,9 +192,15 @@ class Gateway:
         target = canonical.forward + ("?" + query.decode("latin-1") if query else "")
         body = RequestBody(receive) if has_body(headers) else None
         response = await upstream.send(method, target, outgoing, body.__aiter__() if body else None)
+        if not 200 <= response.status_code <= 599:
+            # 101 needs the WebSocket relay; other 1xx are consumed by the client library; beyond
+            # 599 no status line can be written. None of them can be relayed as they are.
+            await response.aclose()
+            log.warning("upstream answered with status %d, which cannot be relayed", response.status_code)
+            raise BadGateway()
         watch: DisconnectWatch | None = None
         try:
-            public = self.services.settings.server.public_url or self._public_origin(scope, headers, peer)
+            public = self._public_origin(scope, headers, peer)
             response_headers = downstream_response_headers(
                 response.headers.raw, self.rules, upstream_origin=upstream.origin, public_origin=public
             )
@@ -194,12 +223,15 @@ class Gateway:
             await response.aclose()
 
     def _public_origin(self, scope: Scope, headers: list[tuple[bytes, bytes]], peer: str | None) -> str:
-        scheme = scope.get("scheme", "http")
-        host = (_header(headers, b"host") or b"").decode("latin-1")
-        if is_trusted(peer, self.rules.trusted_proxies):
-            scheme = (_header(headers, b"x-forwarded-proto") or scheme.encode()).decode("latin-1").split(",")[0].strip()
-            host = (_header(headers, b"x-forwarded-host") or host.encode()).decode("latin-1").split(",")[0].strip()
-        return f"{scheme}://{host}"
+        def text(name: bytes) -> str | None:
+            value = _header(headers, name)
+            return None if value is None else value.decode("latin-1")
+
+        return public_origin(
+            public_url=self.services.settings.server.public_url, scheme=scope.get("scheme", "http"),
+            host=text(b"host") or "", peer=peer, forwarded_proto=text(b"x-forwarded-proto"),
+            forwarded_host=text(b"x-forwarded-host"), networks=self.rules.trusted_proxies,
+        )
 
     async def _ask_for_sign_in(self, scope: Scope, send: Send, *, clear_cookie: bool, reauth: bool) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]

@@ -50,6 +50,10 @@ class PayloadTooLarge(GatewayError):
     status, code, title, message = 413, "payload_too_large", "Request too large", "The request body is too large."
 
 
+class UriTooLong(GatewayError):
+    status, code, title, message = 414, "uri_too_long", "Address too long", "The requested address is too long."
+
+
 class BadGateway(GatewayError):
     status, code, title, message = 502, "bad_gateway", "Application unavailable", "The application is not answering."
 
@@ -64,7 +68,7 @@ class GatewayTimeout(GatewayError):
 
 _BY_STATUS: dict[int, type[GatewayError]] = {
     cls.status: cls
-    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
+    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge, UriTooLong,
                 BadGateway, ServiceUnavailable, GatewayTimeout)
 }
 

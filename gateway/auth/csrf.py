@@ -35,16 +35,29 @@ class Csrf:
         return hmac.compare_digest(self.token_for(binding).encode(), token.encode("utf-8", "replace"))
 
 
-def origin_allowed(origin: str | None, host: str | None, public_url: str | None) -> bool:
-    """False when the browser says the form was posted from another site.
+def origin_allowed(origin: str | None, expected: str) -> bool:
+    """False when the browser says the form was posted from another origin than ``expected``.
 
     No Origin header (old browsers, some same-origin requests) leaves the CSRF token as the guard;
-    "null" (sandboxed frames, file:, privacy redirects) is refused.
+    "null" (sandboxed frames, file:, privacy redirects) is refused. Scheme, host and port must all
+    match, default ports being equal to none.
     """
     if origin is None:
         return True
-    parts = urlsplit(origin.strip())
-    if not parts.scheme or not parts.netloc:
-        return False
-    expected = urlsplit(public_url).netloc if public_url else (host or "")
-    return parts.netloc.lower() == expected.lower()
+    key = _origin_key(origin.strip())
+    return key is not None and key == _origin_key(expected)
+
+
+def _origin_key(origin: str) -> tuple[str, str, int] | None:
+    parts = urlsplit(origin)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
+        return None
+    try:
+        port = parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+    return scheme, parts.hostname.lower(), port
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}

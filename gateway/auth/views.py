@@ -14,7 +14,7 @@ from gateway.auth.sessions import ActiveSession, hash_session_id, short_id
 from gateway.auth.user import GatewayUser
 from gateway.errors import Forbidden
 from gateway.pages import render_page
-from gateway.proxy.headers import client_address
+from gateway.proxy.headers import client_address, public_origin
 from gateway.services import Services, current_services
 
 log = logging.getLogger("gateway.auth")
@@ -55,8 +55,13 @@ def _page(template: str, status: int = 200, **context: object) -> Response:
 
 def _post_allowed(form_token: str | None) -> bool:
     services = current_services()
-    if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"),
-                          services.settings.server.public_url):
+    client = request.scope.get("client")
+    expected = public_origin(
+        public_url=services.settings.server.public_url, scheme=request.scheme, host=request.headers.get("Host", ""),
+        peer=client[0] if client else None, forwarded_proto=request.headers.get("X-Forwarded-Proto"),
+        forwarded_host=request.headers.get("X-Forwarded-Host"), networks=services.settings.server.trusted_proxies,
+    )
+    if not origin_allowed(request.headers.get("Origin"), expected):
         raise Forbidden("Cross-site form submission refused.")
     binding = request.cookies.get(services.settings.session.csrf_cookie_name)
     return services.csrf.check(binding, form_token)

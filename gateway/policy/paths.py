@@ -37,8 +37,13 @@ class CanonicalPath:
     forward: str  # ASCII, percent-encoded: sent upstream verbatim
 
 
-def canonicalize(raw_path: bytes, *, allow_params: bool = False) -> CanonicalPath:
-    """Return the canonical form of ``raw_path`` (no query string) or raise PathError."""
+def canonicalize(raw_path: bytes, *, allow_params: bool = False, case_insensitive: bool = False) -> CanonicalPath:
+    """Return the canonical form of ``raw_path`` (no query string) or raise PathError.
+
+    ``case_insensitive`` is the mode for backends that ignore case, which in practice means IIS on
+    Windows: there, names that Windows or an upper-casing comparison would read as another name
+    are refused too (see ``_check_windows_name``).
+    """
     if not raw_path.startswith(b"/"):
         raise PathError("path must start with /")
     bad = _BAD_RAW.search(raw_path)
@@ -65,6 +70,8 @@ def canonicalize(raw_path: bytes, *, allow_params: bool = False) -> CanonicalPat
                 raise PathError("path climbs above the root")
             stack.pop()
             continue
+        if case_insensitive:
+            _check_windows_name(name)
         stack.append((name, params))
 
     # RFC 3986 5.2.4: a path ending in "/", "/." or "/.." keeps its trailing slash.
@@ -121,6 +128,31 @@ def _check_unicode(text: str) -> None:
     folded = unicodedata.normalize("NFKC", text)
     if folded in _DOT_SEGMENTS or any(folded.count(c) > text.count(c) for c in _LOOKALIKE_TARGETS):
         raise PathError("Unicode look-alike of a separator or dot in path")
+
+
+_SHORT_NAME = re.compile(r"~[0-9]")
+
+
+def _check_windows_name(name: str) -> None:
+    """Refuse segment names an IIS/Windows backend would map onto a different name.
+
+    Windows drops trailing dots and spaces (``/admin.`` opens ``/admin``), answers to 8.3 short names
+    (``/ADMINI~1``) and alternate data streams (``/admin::$DATA``); .NET compares with upper-case
+    mappings, under which dotless i, the Kelvin sign, long s and ligatures become ASCII letters
+    that Unicode case folding alone would not produce (``/adm\u0131n`` is ``/ADMIN``).
+    """
+    if name.endswith((".", " ")):
+        raise PathError("trailing dot or space in a path segment (Windows ignores it)")
+    if ":" in name:
+        raise PathError("colon in a path segment (Windows stream syntax)")
+    if "~" in name and _SHORT_NAME.search(name):
+        raise PathError("Windows short-name form (~N) in path")
+    if not name.isascii():
+        for char in name:
+            if not char.isascii() and any(
+                any(c.isascii() and c.isalpha() for c in mapped) for mapped in (char.upper(), char.lower(), char.casefold())
+            ):
+                raise PathError("character whose case mapping is an ASCII letter in path")
 
 
 def _encode_segment(name: str, params: str | None) -> str:

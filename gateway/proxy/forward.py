@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from gateway.config import UpstreamSettings
-from gateway.errors import BadGateway, GatewayTimeout, ServiceUnavailable
+from gateway.errors import BadGateway, BadRequest, GatewayTimeout, ServiceUnavailable
 
 log = logging.getLogger("gateway.proxy")
 
@@ -102,9 +102,12 @@ class Upstream:
     async def send(
         self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes] | None
     ) -> httpx.Response:
-        request = httpx.Request(
-            method, self.origin + target, headers=headers, content=body, extensions={"timeout": self._timeouts}
-        )
+        try:
+            request = httpx.Request(
+                method, self.origin + target, headers=headers, content=body, extensions={"timeout": self._timeouts}
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise BadRequest("The request cannot be forwarded.") from exc
         try:
             return await self._transport.handle_async_request(request)
         except httpx.PoolTimeout as exc:

@@ -37,6 +37,11 @@ ROUTING = frozenset(
 ALWAYS_STRIPPED = frozenset({b"remote-addr", b"host", b"expect"})
 
 
+# Headers some frameworks honour to tunnel another method through POST or GET; the policy must
+# allow the tunnelled method too, or a rule that allows only GET could be turned into a DELETE.
+METHOD_OVERRIDE = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
+
+
 def normalize(name: bytes) -> bytes:
     return name.lower().replace(b"_", b"-")
 
@@ -76,6 +81,25 @@ def client_address(peer: str | None, forwarded_for: Sequence[str], networks: Seq
         if not is_trusted(hop, networks):
             return hop
     return hops[0] if hops else peer or ""
+
+
+def public_origin(
+    *,
+    public_url: str | None,
+    scheme: str,
+    host: str,
+    peer: str | None,
+    forwarded_proto: str | None,
+    forwarded_host: str | None,
+    networks: Sequence[Network],
+) -> str:
+    """The origin the browser used: [server] public_url, else a trusted proxy's word, else our own view."""
+    if public_url:
+        return public_url
+    if is_trusted(peer, networks):
+        scheme = (forwarded_proto or scheme).split(",")[0].strip() or scheme
+        host = (forwarded_host or host).split(",")[0].strip() or host
+    return f"{scheme}://{host}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +198,34 @@ def downstream_response_headers(
         key = name.lower()
         if key in HOP_BY_HOP or key in nominated or key == b"date":
             continue
-        if key == b"set-cookie" and value.partition(b"=")[0].strip() in rules.cookie_names:
+        if key == b"set-cookie" and _plants_gateway_cookie(value, rules.cookie_names):
             continue
         if key == b"location":
             value = rewrite_location(value, upstream_origin, public_origin)
         out.append((key, value))
     return out
+
+
+def _plants_gateway_cookie(set_cookie: bytes, names: frozenset[bytes]) -> bool:
+    """True for a Set-Cookie that names a gateway cookie or has no name at all.
+
+    A nameless cookie (``=gateway_session=x`` or ``gateway_session``) is sent back by browsers as
+    its bare value, which reads as ``gateway_session=x``: the app could plant a session that way.
+    """
+    pair = set_cookie.split(b";", 1)[0]
+    if b"=" not in pair:
+        return True
+    name = pair.partition(b"=")[0].strip()
+    return not name or name in names or name.lower() in {n.lower() for n in names}
+
+
+def method_overrides(headers: RawHeaders) -> list[str]:
+    """Methods a client asks the app to use instead of the real one (X-HTTP-Method-Override & co.)."""
+    methods: list[str] = []
+    for name, value in headers:
+        if normalize(name) in METHOD_OVERRIDE:
+            methods.extend(part.strip().upper() for part in value.decode("latin-1").split(",") if part.strip())
+    return methods
 
 
 def rewrite_location(value: bytes, upstream_origin: str, public_origin: str) -> bytes:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import Gateway, raw_get
+from tests.e2e.harness import Gateway, raw_get, sign_in
 
 ADMIN_TRICKS = [
     b"/admin", b"/admin/", b"/admin/x", b"//admin/x", b"/./admin/x", b"/public/../admin/x",
@@ -93,11 +93,18 @@ def test_default_deny_and_contract_statuses(make_gateway: Any) -> None:
 
 def test_case_insensitive_option(make_gateway: Any) -> None:
     gateway = make_gateway(settings={"policy": {"case_insensitive": True}}, users={"zed": "staff"})
-    for target in (b"/ADMIN/x", b"/Admin", b"/iNtErNaL/x", b"/PUBLIC/../ADMIN"):
+    for target in (b"/ADMIN/x", b"/Admin", b"/iNtErNaL/x", b"/PUBLIC/../ADMIN", b"/adm%C4%B1n/x", b"/%C4%B1nternal/x",
+                   b"/admin.", b"/admin%20", b"/ADMIN./x", b"/internal.", b"/intern~1/", b"/admin::$DATA"):
         status, _, _ = raw_get(gateway.port, target, b"Accept: application/json\r\n")
         assert status in (400, 401, 403), target
     status, _, _ = raw_get(gateway.port, b"/PUBLIC/x")
     assert status == 200
+    with gateway.client() as zed:
+        assert sign_in(zed, "zed").status_code == 303
+        cookie = b"Cookie: gateway_session=" + zed.cookies["gateway_session"].encode() + b"\r\n"
+        for target in (b"/adm%C4%B1n/x", b"/%C4%B1nternal/x", b"/admin.", b"/ADMIN%20/x", b"/ADMINI~1/", b"/Admin/x"):
+            status, _, _ = raw_get(gateway.port, target, cookie)
+            assert status in (400, 403), target
 
 
 def test_path_params_option_decides_without_parameters(make_gateway: Any) -> None:
@@ -108,3 +115,24 @@ def test_path_params_option_decides_without_parameters(make_gateway: Any) -> Non
     for target in (b"/public/..;/admin/x", b"/admin;jsessionid=x", b"/public/%3B/../admin"):
         status, _, _ = raw_get(gateway.port, target, b"Accept: application/json\r\n")
         assert status in (400, 401), target
+
+
+def test_over_long_targets_get_414(gateway: Gateway) -> None:
+    for target in (b"/public/" + b"a" * 70_000, b"/public?q=" + b"a" * 66_000, b"/public/" + b"a" * 8_200):
+        status, _, body = raw_get(gateway.port, target, b"Accept: application/json\r\n")
+        assert status == 414, target[:20]
+        assert json.loads(body)["error"] == "uri_too_long"
+    status, _, _ = raw_get(gateway.port, b"/public/" + b"a" * 7_000)
+    assert status == 200
+
+
+@pytest.mark.parametrize("method", [b"get", b"head", b"Get", b"G\xc3\xa9T"])
+def test_methods_are_case_sensitive(gateway: Gateway, method: bytes) -> None:
+    status, _, _ = raw_get(gateway.port, b"/public/x", method=method)
+    assert status in (400, 501)
+
+
+def test_method_override_must_be_allowed_too(carol: httpx.Client) -> None:
+    assert carol.get("/reports/x", headers={"X-HTTP-Method-Override": "DELETE"}).status_code == 403
+    assert carol.get("/reports/x", headers={"X_Method_Override": "PUT"}).status_code == 403
+    assert carol.get("/reports/x", headers={"X-HTTP-Method": "HEAD"}).status_code == 200

@@ -79,8 +79,9 @@ def test_gateway_cookies_are_removed_and_app_cookies_pass(alice: httpx.Client) -
 def test_app_set_cookie_passes_but_cannot_plant_the_gateway_cookie(alice: httpx.Client) -> None:
     response = alice.get("/page", params={"set_cookie": "theme=blue"})
     assert "theme=blue" in response.headers.get("set-cookie", "")
-    planted = alice.get("/page", params={"set_cookie": "gateway_session=evil"})
-    assert "gateway_session" not in planted.headers.get("set-cookie", "")
+    for plant in ("gateway_session=evil", "=gateway_session=evil", "gateway_session", "=gateway_csrf=x"):
+        planted = alice.get("/page", params={"set_cookie": plant})
+        assert "gateway_" not in planted.headers.get("set-cookie", ""), plant
 
 
 def test_hop_by_hop_headers_are_not_forwarded(gateway: Gateway) -> None:
@@ -142,6 +143,12 @@ def test_chunked_responses_are_flushed_as_they_arrive(alice: httpx.Client) -> No
     # Buffering would deliver everything together at the end; streaming spreads it over ~1 s.
     assert len(arrivals) >= 3
     assert arrivals[-1] - arrivals[0] > 0.6
+
+
+@pytest.mark.parametrize("status", ["600", "999"])
+def test_unrelayable_upstream_status_gives_502(alice: httpx.Client, status: str) -> None:
+    assert alice.get("/page", params={"status": status}).status_code == 502
+    assert alice.get("/page").status_code == 200
 
 
 def test_head_and_options_are_forwarded(alice: httpx.Client) -> None:

@@ -86,13 +86,22 @@ def test_login_without_csrf_token_changes_nothing(gateway: Gateway) -> None:
         assert "gateway_session" not in client.cookies
 
 
-def test_cross_site_post_is_refused(gateway: Gateway) -> None:
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "https://127.0.0.1:{port}", "http://127.0.0.1:1"])
+def test_cross_site_post_is_refused(gateway: Gateway, origin: str) -> None:
     with gateway.client() as client:
         form = client.get("/.gateway/login")
-        response = client.post("/.gateway/login", headers={"Origin": "https://evil.example"}, data={
+        response = client.post("/.gateway/login", headers={"Origin": origin.format(port=gateway.port)}, data={
             "username": "bob", "password": PASSWORD, "csrf_token": csrf_token(form.text), "next": "/"})
         assert response.status_code == 403
         assert "gateway_session" not in client.cookies
+
+
+def test_same_origin_post_is_accepted(gateway: Gateway) -> None:
+    with gateway.client() as client:
+        form = client.get("/.gateway/login")
+        response = client.post("/.gateway/login", headers={"Origin": gateway.url}, data={
+            "username": "bob", "password": PASSWORD, "csrf_token": csrf_token(form.text), "next": "/"})
+        assert response.status_code == 303
 
 
 def test_logout_requires_post_with_token(alice: httpx.Client, gateway: Gateway) -> None:

@@ -41,15 +41,20 @@ def test_csrf() -> None:
     assert not Csrf("o" * 48).check(binding, token)
 
 
-@pytest.mark.parametrize(("origin", "host", "public", "allowed"), [
-    (None, "gw.example", None, True),
-    ("https://gw.example", "gw.example", None, True),
-    ("http://127.0.0.1:8080", "127.0.0.1:8080", None, True),
-    ("https://evil.example", "gw.example", None, False),
-    ("null", "gw.example", None, False),
-    ("https://gw.example.evil", "gw.example", None, False),
-    ("https://app.example", "internal:8080", "https://app.example", True),
-    ("https://internal:8080", "internal:8080", "https://app.example", False),
+@pytest.mark.parametrize(("origin", "expected", "allowed"), [
+    (None, "https://gw.example", True),
+    ("https://gw.example", "https://gw.example", True),
+    ("https://gw.example:443", "https://gw.example", True),
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080", True),
+    ("HTTP://GW.example", "http://gw.example", True),
+    ("https://evil.example", "https://gw.example", False),
+    ("null", "https://gw.example", False),
+    ("https://gw.example.evil", "https://gw.example", False),
+    ("http://gw.example", "https://gw.example", False),  # the scheme counts
+    ("https://127.0.0.1:8080", "http://127.0.0.1:8080", False),
+    ("https://gw.example:8443", "https://gw.example", False),
+    ("https://gw.example/path", "https://gw.example", False),
+    ("", "https://gw.example", False),
 ])
-def test_origin(origin: str | None, host: str, public: str | None, allowed: bool) -> None:
-    assert origin_allowed(origin, host, public) is allowed
+def test_origin(origin: str | None, expected: str, allowed: bool) -> None:
+    assert origin_allowed(origin, expected) is allowed
