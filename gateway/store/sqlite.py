@@ -13,9 +13,17 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.store.base import DuplicateUser, SessionRecord, StoreError, UnknownUser, User
+from gateway.store.base import (
+    AuditRecord,
+    DuplicateUser,
+    SessionRecord,
+    StoreError,
+    ThrottleState,
+    UnknownUser,
+    User,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -33,10 +41,39 @@ CREATE TABLE IF NOT EXISTS sessions (
     auth_time REAL NOT NULL,
     last_seen REAL NOT NULL,
     client TEXT NOT NULL DEFAULT '',
-    user_agent TEXT NOT NULL DEFAULT ''
+    user_agent TEXT NOT NULL DEFAULT '',
+    persistent INTEGER NOT NULL DEFAULT 0,
+    binding TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    event TEXT NOT NULL,
+    user TEXT,
+    client TEXT,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS audit_time ON audit(time);
+CREATE INDEX IF NOT EXISTS audit_user ON audit(user, time);
+CREATE TABLE IF NOT EXISTS throttle (
+    key TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure REAL NOT NULL
+);
 """
+
+# Steps from each older schema version; CREATE ... IF NOT EXISTS above covers new tables.
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "ALTER TABLE sessions ADD COLUMN persistent INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE sessions ADD COLUMN binding TEXT NOT NULL DEFAULT ''",
+    ],
+}
+_SESSION_COLUMNS = (
+    "s.id_hash, u.id, u.name, u.roles, u.disabled, s.created_at, s.auth_time, s.last_seen, s.client, s.user_agent,"
+    " s.persistent, s.binding"
+)
 
 _USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at"
 
@@ -45,6 +82,23 @@ def _roles(column: Any) -> tuple[str, ...]:
     """Roles are stored sorted and comma-joined (role names cannot contain a comma)."""
     text = str(column)
     return tuple(text.split(",")) if text else ()
+
+
+def _session(row: Any) -> SessionRecord:
+    return SessionRecord(
+        id_hash=str(row[0]),
+        user_id=int(row[1]),
+        user_name=str(row[2]),
+        roles=_roles(row[3]),
+        user_disabled=bool(row[4]),
+        created_at=float(row[5]),
+        auth_time=float(row[6]),
+        last_seen=float(row[7]),
+        client=str(row[8]),
+        user_agent=str(row[9]),
+        persistent=bool(row[10]),
+        binding=str(row[11]),
+    )
 
 
 def _user(row: Any) -> User:
@@ -79,6 +133,12 @@ class SqliteStore:
             await self._db.execute("PRAGMA foreign_keys=ON")
             await self._db.execute("PRAGMA busy_timeout=5000")
             async with self._write_lock:
+                async with self._db.execute("PRAGMA user_version") as cursor:
+                    row = await cursor.fetchone()
+                version = int(row[0]) if row else 0
+                if version in _MIGRATIONS:
+                    for statement in _MIGRATIONS[version]:
+                        await self._db.execute(statement)
                 await self._db.executescript(_SCHEMA)
                 await self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
@@ -142,45 +202,106 @@ class SqliteStore:
 
     # --- sessions
 
-    async def create_session(self, id_hash: str, user_id: int, now: float, client: str, user_agent: str) -> None:
+    async def create_session(
+        self, id_hash: str, user_id: int, now: float, client: str, user_agent: str,
+        *, persistent: bool = False, binding: str = "",
+    ) -> None:
         async with self._write_lock:
             await self.db.execute(
-                "INSERT INTO sessions (id_hash, user_id, created_at, auth_time, last_seen, client, user_agent)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (id_hash, user_id, now, now, now, client, user_agent),
+                "INSERT INTO sessions (id_hash, user_id, created_at, auth_time, last_seen, client, user_agent,"
+                " persistent, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (id_hash, user_id, now, now, now, client, user_agent, int(persistent), binding),
             )
 
-    async def get_session(self, id_hash: str) -> SessionRecord | None:
+    async def _sessions(self, where: str, params: tuple[object, ...]) -> list[SessionRecord]:
         async with self.db.execute(
-            "SELECT s.id_hash, u.id, u.name, u.roles, u.disabled, s.created_at, s.auth_time, s.last_seen,"
-            " s.client, s.user_agent FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
-            (id_hash,),
+            f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id {where}", params
         ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        return SessionRecord(
-            id_hash=str(row[0]),
-            user_id=int(row[1]),
-            user_name=str(row[2]),
-            roles=_roles(row[3]),
-            user_disabled=bool(row[4]),
-            created_at=float(row[5]),
-            auth_time=float(row[6]),
-            last_seen=float(row[7]),
-            client=str(row[8]),
-            user_agent=str(row[9]),
-        )
+            return [_session(row) for row in await cursor.fetchall()]
+
+    async def get_session(self, id_hash: str) -> SessionRecord | None:
+        found = await self._sessions("WHERE s.id_hash = ?", (id_hash,))
+        return found[0] if found else None
+
+    async def list_sessions(self, user_id: int | None = None) -> list[SessionRecord]:
+        if user_id is None:
+            return await self._sessions("ORDER BY u.name, s.created_at", ())
+        return await self._sessions("WHERE s.user_id = ? ORDER BY s.created_at", (user_id,))
+
+    async def find_sessions(self, id_prefix: str) -> list[SessionRecord]:
+        if not id_prefix or not all(c in "0123456789abcdef" for c in id_prefix):
+            return []
+        return await self._sessions("WHERE s.id_hash >= ? AND s.id_hash < ?", (id_prefix, id_prefix + "g"))
 
     async def touch_session(self, id_hash: str, now: float) -> None:
         async with self._write_lock:
             await self.db.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))
 
-    async def delete_session(self, id_hash: str) -> None:
+    async def delete_session(self, id_hash: str) -> bool:
         async with self._write_lock:
-            await self.db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+            cursor = await self.db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+        return cursor.rowcount > 0
 
-    async def delete_user_sessions(self, user_id: int) -> int:
+    async def delete_user_sessions(self, user_id: int, *, keep: str | None = None) -> int:
         async with self._write_lock:
-            cursor = await self.db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+            cursor = await self.db.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND id_hash != ?", (user_id, keep or "")
+            )
         return cursor.rowcount
+
+    async def delete_all_sessions(self) -> int:
+        async with self._write_lock:
+            cursor = await self.db.execute("DELETE FROM sessions")
+        return cursor.rowcount
+
+    # --- audit
+
+    async def add_audit(self, records: list[AuditRecord]) -> None:
+        async with self._write_lock:
+            await self.db.executemany(
+                "INSERT INTO audit (time, event, user, client, detail) VALUES (?, ?, ?, ?, ?)",
+                [(r.time, r.event, r.user, r.client, r.detail) for r in records],
+            )
+
+    async def list_audit(
+        self, *, user: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[AuditRecord]:
+        clauses: list[str] = []
+        params: list[object] = []
+        if user is not None:
+            clauses.append("user = ? COLLATE NOCASE")
+            params.append(user)
+        if since is not None:
+            clauses.append("time >= ?")
+            params.append(since)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        async with self.db.execute(
+            f"SELECT time, event, user, client, detail FROM (SELECT * FROM audit {where} ORDER BY time DESC, id DESC"
+            f" LIMIT ?) ORDER BY time, id",
+            (*params, limit),
+        ) as cursor:
+            return [AuditRecord(float(r[0]), str(r[1]), r[2], r[3], str(r[4])) for r in await cursor.fetchall()]
+
+    # --- sign-in throttling
+
+    async def get_throttle(self, keys: list[str]) -> dict[str, ThrottleState]:
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        async with self.db.execute(
+            f"SELECT key, failures, last_failure FROM throttle WHERE key IN ({marks})", keys
+        ) as cursor:
+            return {str(r[0]): ThrottleState(int(r[1]), float(r[2])) for r in await cursor.fetchall()}
+
+    async def record_failure(self, keys: list[str], now: float, window: float) -> None:
+        # A counter whose last failure is older than the window starts again from one.
+        async with self._write_lock:
+            await self.db.executemany(
+                "INSERT INTO throttle (key, failures, last_failure) VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET"
+                " failures = CASE WHEN ? - last_failure > ? THEN 1 ELSE failures + 1 END, last_failure = ?",
+                [(key, now, now, window, now) for key in keys],
+            )
+
+    async def clear_throttle(self, keys: list[str]) -> None:
+        async with self._write_lock:
+            await self.db.executemany("DELETE FROM throttle WHERE key = ?", [(key,) for key in keys])

@@ -113,3 +113,71 @@ async def test_end_session(store: Store) -> None:
     sid = await sessions.start(user, "", "")
     await sessions.end(sid)
     assert await sessions.resolve(sid) is None
+
+
+async def test_listing_finding_and_bulk_revocation(store: Store) -> None:
+    alice = await store.add_user("alice", "h", (), 0.0)
+    bob = await store.add_user("bob", "h", (), 0.0)
+    await store.create_session("aa11", alice.id, 1.0, "10.0.0.1", "ua-1", persistent=True, binding="b1")
+    await store.create_session("aa22", alice.id, 2.0, "10.0.0.2", "ua-2")
+    await store.create_session("bb33", bob.id, 3.0, "10.0.0.3", "ua-3")
+    assert [s.id_hash for s in await store.list_sessions(alice.id)] == ["aa11", "aa22"]
+    assert len(await store.list_sessions()) == 3
+    first = await store.get_session("aa11")
+    assert first is not None and first.persistent and first.binding == "b1"
+    assert [s.id_hash for s in await store.find_sessions("aa")] == ["aa11", "aa22"]
+    assert [s.id_hash for s in await store.find_sessions("bb3")] == ["bb33"]
+    assert await store.find_sessions("") == [] and await store.find_sessions("a%") == []
+    assert await store.delete_user_sessions(alice.id, keep="aa22") == 1
+    assert [s.id_hash for s in await store.list_sessions(alice.id)] == ["aa22"]
+    assert await store.delete_session("aa22") and not await store.delete_session("aa22")
+    assert await store.delete_all_sessions() == 1
+
+
+async def test_audit_records(store: Store) -> None:
+    from gateway.store.base import AuditRecord
+
+    await store.add_audit([AuditRecord(float(t), f"event{t}", "alice" if t % 2 else "bob", "1.2.3.4", "{}")
+                           for t in range(10)])
+    assert [r.event for r in await store.list_audit(user="ALICE")] == ["event1", "event3", "event5", "event7", "event9"]
+    assert [r.event for r in await store.list_audit(since=8.0)] == ["event8", "event9"]
+    assert [r.event for r in await store.list_audit(limit=3)] == ["event7", "event8", "event9"]
+
+
+async def test_throttle_counters_decay_after_the_window(store: Store) -> None:
+    await store.record_failure(["acct:a", "ip:x"], 100.0, 3600.0)
+    await store.record_failure(["acct:a"], 101.0, 3600.0)
+    state = await store.get_throttle(["acct:a", "ip:x", "ip:none"])
+    assert state["acct:a"].failures == 2 and state["acct:a"].last_failure == 101.0
+    assert state["ip:x"].failures == 1 and "ip:none" not in state
+    await store.record_failure(["acct:a"], 101.0 + 3601.0, 3600.0)
+    assert (await store.get_throttle(["acct:a"]))["acct:a"].failures == 1  # a quiet hour forgets
+    await store.clear_throttle(["acct:a"])
+    assert await store.get_throttle(["acct:a"]) == {}
+
+
+async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+            " password_hash TEXT NOT NULL, roles TEXT NOT NULL DEFAULT '', disabled INTEGER NOT NULL DEFAULT 0,"
+            " created_at REAL NOT NULL);"
+            "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id)"
+            " ON DELETE CASCADE, created_at REAL NOT NULL, auth_time REAL NOT NULL, last_seen REAL NOT NULL,"
+            " client TEXT NOT NULL DEFAULT '', user_agent TEXT NOT NULL DEFAULT '');"
+            "INSERT INTO users VALUES (1, 'old', 'h', 'admin', 0, 0);"
+            "INSERT INTO sessions VALUES ('ab', 1, 1, 1, 1, '', '');"
+            "PRAGMA user_version=1;"
+        )
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        record = await store.get_session("ab")
+        assert record is not None and record.user_name == "old" and not record.persistent
+        await store.add_audit([])
+        assert await store.get_throttle(["x"]) == {}
+    finally:
+        await store.close()
