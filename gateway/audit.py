@@ -1,0 +1,94 @@
+"""The audit trail: one JSON line per security event, in the log and in the store.
+
+``record`` is synchronous and cheap (the log line is written at once, the store row is queued), so
+it can sit on the proxy path for every denied request; a background task writes queued rows in
+batches. Only what an investigator needs goes in: user names, client addresses, 12-character
+session hash prefixes, reasons. Never a password, a cookie or a full session id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.store.base import AuditRecord, AuditStore
+
+log = logging.getLogger("gateway.audit")
+QUEUE_LIMIT = 10_000  # rows waiting for the store; beyond it the log line still exists, the row is dropped
+BATCH = 200
+
+
+def audit_line(record: AuditRecord) -> str:
+    fields: dict[str, Any] = {
+        "time": datetime.fromtimestamp(record.time, UTC).isoformat(timespec="milliseconds"),
+        "event": record.event,
+    }
+    if record.user is not None:
+        fields["user"] = record.user
+    if record.client is not None:
+        fields["client"] = record.client
+    fields.update(json.loads(record.detail))
+    return json.dumps(fields, ensure_ascii=True)
+
+
+def configure_audit_log() -> None:
+    """Audit lines go to standard error as bare JSON, whatever the format of the other log lines."""
+    if not any(getattr(h, "_gateway_audit", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._gateway_audit = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+class Audit:
+    def __init__(self, store: AuditStore, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._pending: list[AuditRecord] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def record(self, event: str, *, user: str | None = None, client: str | None = None, **detail: Any) -> None:
+        record = AuditRecord(self._clock(), event, user, client or None, json.dumps(detail, ensure_ascii=True))
+        log.info("%s", audit_line(record))
+        if len(self._pending) >= QUEUE_LIMIT:
+            self.dropped += 1
+            return
+        self._pending.append(record)
+        self._wake.set()
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch = self._pending[:BATCH]
+            await self._store.add_audit(batch)
+            del self._pending[: len(batch)]  # only once stored: a failed write is retried
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # the store may be briefly locked; keep the rows for the next round
+                log.error("%s", json.dumps({"event": "audit.store_error"}))
+                await asyncio.sleep(1)
