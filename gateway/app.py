@@ -10,12 +10,15 @@ from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.asgi import Gateway
+from gateway.audit import Audit
 from gateway.auth import views as auth_views
 from gateway.auth.accounts import Accounts
 from gateway.auth.cookie import SessionCookie
 from gateway.auth.csrf import Csrf
+from gateway.auth.device import DeviceCookie
 from gateway.auth.passwords import Passwords
 from gateway.auth.sessions import SessionManager
+from gateway.auth.throttle import Throttle
 from gateway.auth.user import GatewayAuth, auth_config
 from gateway.config import Settings
 from gateway.errors import GatewayError, error_for_status, render_error, wants_html
@@ -45,17 +48,22 @@ def create_app(
     secret = settings.server.secret_key
     store = SqliteStore(settings.store.path)
     passwords = Passwords(settings.passwords)
+    audit = Audit(store)
     if policy is None:
         policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
+    cookie_lifetime = max(settings.session.absolute_timeout, settings.session.persistent_cookie_lifetime)
     services = Services(
         settings=settings,
         store=store,
         passwords=passwords,
-        sessions=SessionManager(store, settings.session),
+        sessions=SessionManager(store, settings.session, audit),
         accounts=Accounts(store, passwords),
-        cookie=SessionCookie(secret, settings.session.cookie_name, settings.session.absolute_timeout),
+        cookie=SessionCookie(secret, settings.session.cookie_name, cookie_lifetime),
         csrf=Csrf(secret),
         policy=PolicyState(policy=policy),
+        audit=audit,
+        throttle=Throttle(store),
+        device=DeviceCookie(secret, settings.session.device_cookie_name),
     )
 
     app = Quart("gateway", static_folder="static", static_url_path="/.gateway/static")
@@ -63,7 +71,10 @@ def create_app(
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
         PROVIDE_AUTOMATIC_OPTIONS=False,
-        **auth_config(settings.session.cookie_name, settings.session.secure_cookie, settings.session.absolute_timeout),
+        # Quart-Auth's duration is the Max-Age of a "keep me signed in" cookie; without the box the
+        # cookie has no Max-Age and ends with the browser. The server-side limits apply either way.
+        **auth_config(settings.session.cookie_name, settings.session.secure_cookie,
+                      settings.session.persistent_cookie_lifetime),
     )
     app.extensions["gateway"] = services
     GatewayAuth(app)
@@ -73,7 +84,7 @@ def create_app(
     rules = HeaderRules(
         user_header=settings.headers.user.encode(),
         roles_header=settings.headers.roles.encode(),
-        cookie_names=frozenset({settings.session.cookie_name.encode(), settings.session.csrf_cookie_name.encode()}),
+        cookie_names=frozenset(name.encode() for name in settings.session.cookie_names),
         upstream_host=urlsplit(settings.upstream.url).netloc.encode(),
         preserve_host=settings.upstream.preserve_host,
         trusted_proxies=settings.server.trusted_proxies,
@@ -83,11 +94,13 @@ def create_app(
     def policy_loaded(new: Policy) -> None:
         services.policy = PolicyState(policy=new)
         log.info("policy reloaded: %d rule(s) from %d file(s)", len(new.rules), len(new.files))
+        audit.record("policy.reloaded", rules=len(new.rules), files=len(new.files))
         for warning in new.warnings:
             log.warning("policy: %s", warning)
 
     def policy_failed(error: PolicyError) -> None:
         services.policy = PolicyState(policy=services.policy.policy, problems=tuple(str(p) for p in error.problems))
+        audit.record("policy.rejected", problems=[str(p) for p in error.problems])
         for problem in error.problems:
             log.error("policy not reloaded, the last good policy stays in force: %s", problem)
 
@@ -97,6 +110,7 @@ def create_app(
     @app.before_serving
     async def open_resources() -> None:
         await store.open()
+        audit.start()
         await passwords.prepare()
         gateway.upstream = Upstream(settings.upstream, transport)
         for warning in (*settings.warnings, *(f"policy: {w}" for w in policy.warnings)):
@@ -108,6 +122,7 @@ def create_app(
         await watcher.stop()
         if gateway.upstream is not None:
             await gateway.upstream.aclose()
+        await audit.stop()
         await store.close()
 
     @app.after_request

@@ -21,6 +21,7 @@ from gateway.errors import (
     BadRequest,
     Forbidden,
     GatewayError,
+    ReauthenticationRequired,
     ServiceUnavailable,
     Unauthorized,
     UriTooLong,
@@ -31,6 +32,7 @@ from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, deci
 from gateway.proxy.forward import ClientDisconnected, DisconnectWatch, RequestBody, Upstream, has_body
 from gateway.proxy.headers import (
     HeaderRules,
+    client_address,
     downstream_response_headers,
     method_overrides,
     public_origin,
@@ -144,21 +146,28 @@ class Gateway:
         status, headers, body = render_error(error, html, user)
         await send_simple(send, status, headers, body)
 
-    async def _identify(self, headers: list[tuple[bytes, bytes]]) -> tuple[ActiveSession | None, bool]:
+    async def _identify(self, headers: list[tuple[bytes, bytes]], client: str) -> tuple[ActiveSession | None, bool]:
         """The live session named by the cookie, and whether a cookie was sent at all."""
         token = cookie_value(_header(headers, b"cookie"), self.services.cookie.name)
         if token is None:
             return None, False
         session_id = self.services.cookie.load(token)
+        if session_id is None:
+            return None, True
+        user_agent = (_header(headers, b"user-agent") or b"").decode("latin-1")
         try:
-            return (await self.services.sessions.resolve(session_id) if session_id else None), True
+            return await self.services.sessions.resolve(session_id, client=client, user_agent=user_agent), True
         except Exception as exc:  # the store is unreachable: fail closed, never guess
             log.error("session lookup failed: %s", type(exc).__name__)
             raise ServiceUnavailable("The session store is unavailable.") from exc
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, canonical: CanonicalPath) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        active, had_cookie = await self._identify(headers)
+        peer_info = scope.get("client")
+        peer = peer_info[0] if peer_info else None
+        client_ip = client_address(peer, [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"],
+                                   self.rules.trusted_proxies) if self.rules.trusted_proxies else (peer or "")
+        active, had_cookie = await self._identify(headers, client_ip)
         principal = active.principal if active else None
         method: str = scope["method"]
         policy = self.services.policy.policy  # read once: one request, one whole policy
@@ -175,17 +184,17 @@ class Gateway:
                                         reauth=decision.outcome is Outcome.REAUTH)
             return
         if decision.outcome is not Outcome.ALLOW:
-            rule = f"{decision.rule.file}:{decision.rule.line}" if decision.rule else "-"
-            log.info("denied %s %r user=%s reason=%r rule=%s", method, canonical.decision,
-                     principal.user if principal else "-", decision.reason, rule)
+            self.services.audit.record(
+                "access.denied", user=principal.user if principal else None, client=client_ip, method=method,
+                path=canonical.decision, reason=decision.reason,
+                rule=f"{decision.rule.file}:{decision.rule.line}" if decision.rule else None,
+            )
             await self._refuse(scope, send, Forbidden(), principal.user if principal else None)
             return
 
         upstream = self.upstream
         if upstream is None:
             raise ServiceUnavailable()
-        client = scope.get("client")
-        peer = client[0] if client else None
         outgoing = upstream_request_headers(headers, self.rules, principal=principal, client=peer,
                                             scheme=scope.get("scheme", "http"))
         query: bytes = scope.get("query_string", b"")
@@ -243,12 +252,11 @@ class Gateway:
             query: bytes = scope.get("query_string", b"")
             raw_path: bytes = scope["raw_path"]
             original = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-            location = f"{LOGIN_PATH}?next={quote(original, safe='')}"
+            location = f"{LOGIN_PATH}?next={quote(original, safe='')}" + ("&reauth=1" if reauth else "")
             await send_simple(send, 302, [(b"location", location.encode()), (b"cache-control", b"no-store"),
                                           (b"content-length", b"0"), *extra])
             return
-        message = "Sign in again to continue." if reauth else "Sign in to continue."
-        status, out, body = render_error(Unauthorized(message), False)
+        status, out, body = render_error(ReauthenticationRequired() if reauth else Unauthorized(), False)
         await send_simple(send, status, out + extra, body)
 
     def _expire_cookie(self) -> bytes:

@@ -8,19 +8,27 @@ is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import getpass
+import json
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 
+from gateway.audit import Audit, audit_line, configure_audit_log
 from gateway.auth.accounts import Accounts, check_user_name, parse_roles
 from gateway.auth.passwords import MAX_LENGTH, Passwords, WeakPassword
+from gateway.auth.sessions import short_id
 from gateway.config import ConfigError, Settings, load_settings
-from gateway.policy import PolicyError
-from gateway.store.base import StoreError
+from gateway.durations import parse_duration
+from gateway.policy import PolicyError, Principal, load_policy
+from gateway.policy.analysis import explain, shadowed_rules, unheld_roles
+from gateway.store.base import AuditRecord, SessionRecord, StoreError, UnknownUser
 from gateway.store.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -59,14 +67,32 @@ def settings_from(ctx: click.Context, *, require_secret: bool = False) -> Settin
     return settings
 
 
-def run_with_accounts(ctx: click.Context, action: Callable[[Accounts, SqliteStore], Awaitable[T]]) -> T:
+def operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (containers): the audit still says "cli"
+        return "unknown"
+
+
+def run_with_accounts(
+    ctx: click.Context,
+    action: Callable[[Accounts, SqliteStore], Awaitable[T]],
+    audit: Callable[[T], tuple[str, dict[str, Any]]] | None = None,
+) -> T:
+    """Run ``action`` against the store; on success record the audit event ``audit(result)`` names."""
     settings = settings_from(ctx)
 
     async def run() -> T:
         store = SqliteStore(settings.store.path)
         await store.open()
         try:
-            return await action(Accounts(store, Passwords(settings.passwords)), store)
+            result = await action(Accounts(store, Passwords(settings.passwords)), store)
+            if audit is not None:
+                event, fields = audit(result)
+                trail = Audit(store)
+                trail.record(event, by="cli", operator=operator(), **fields)
+                await trail.flush()
+            return result
         finally:
             await store.close()
 
@@ -126,6 +152,7 @@ def serve(ctx: click.Context) -> None:
     """Run the gateway (listens on [server] host:port, forwards to [upstream] url)."""
     settings = settings_from(ctx, require_secret=True)
     logging.basicConfig(level=settings.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_audit_log()
     from gateway.server import serve as run_server
 
     async def preflight() -> None:
@@ -149,6 +176,124 @@ def serve(ctx: click.Context) -> None:
 
 @main.group(context_settings=CONTEXT)
 @config_option
+def policy() -> None:
+    """Validate the policy files and explain decisions."""
+
+
+def _policy_settings(ctx: click.Context, directory: str | None) -> tuple[Path, bool, bool, Settings | None]:
+    """The policy folder and options: from the config, or --dir alone when there is no config."""
+    root = ctx.find_root()
+    explicit = (root.obj or {}).get("config")
+    try:
+        settings: Settings | None = load_settings(explicit)
+    except ConfigError as exc:
+        if directory is None or explicit is not None:
+            for problem in exc.problems:
+                click.echo(f"gateway: {problem}", err=True)
+            sys.exit(2)
+        settings = None  # --dir without a config file: check the folder on its own
+    if settings is None:
+        assert directory is not None
+        return Path(directory), False, False, None
+    folder = Path(directory) if directory else settings.policy.dir
+    return folder, settings.policy.case_insensitive, settings.policy.allow_path_params, settings
+
+
+def _held_roles(settings: Settings | None) -> set[str] | None:
+    """Every role some user holds, or None when there is no store to ask."""
+    if settings is None or not settings.store.path.exists():
+        return None
+
+    async def read() -> set[str]:
+        store = SqliteStore(settings.store.path)
+        await store.open()
+        try:
+            return {role for user in await store.list_users() for role in user.roles}
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(read())
+    except StoreError:
+        return None
+
+
+@policy.command("check")
+@click.option("--dir", "directory", metavar="DIR", help="Policy folder (default: [policy] dir of the config).")
+@config_option
+@click.pass_context
+def policy_check(ctx: click.Context, directory: str | None) -> None:
+    """Validate every policy file; print each problem as FILE:LINE: message.
+
+    Errors (exit 2) stop the gateway from loading the policy. Warnings (exit 0) name rules that can
+    never decide anything and roles that no user holds."""
+    folder, case_insensitive, _, settings = _policy_settings(ctx, directory)
+    try:
+        loaded = load_policy(folder, case_insensitive=case_insensitive)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(f"{problem}: error")
+        click.echo(f"{len(exc.problems)} error(s): the policy cannot be loaded", err=True)
+        sys.exit(2)
+    findings = [*loaded.warnings, *shadowed_rules(loaded)]
+    held = _held_roles(settings)
+    if held is not None:
+        findings.extend(unheld_roles(loaded, held))
+    for finding in sorted(findings, key=lambda p: (p.file, p.line)):
+        click.echo(f"{finding}: warning")
+    summary = f"{len(loaded.rules)} rule(s) in {len(loaded.files)} file(s): ok"
+    if findings:
+        summary += f", {len(findings)} warning(s)"
+    if held is None:
+        summary += " (no user store found: roles not checked)"
+    click.echo(summary, err=True)
+
+
+@policy.command("explain")
+@click.argument("method")
+@click.argument("path")
+@click.option("--user", "user_name", metavar="NAME", help="Decide for this user (roles from the store).")
+@click.option("--roles", metavar="A,B", help="Decide for a signed-in user holding these roles.")
+@click.option("--anonymous", is_flag=True, help="Decide for a request without a session (the default).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, for scripts.")
+@click.option("--dir", "directory", metavar="DIR", help="Policy folder (default: [policy] dir of the config).")
+@config_option
+@click.pass_context
+def policy_explain(ctx: click.Context, method: str, path: str, user_name: str | None, roles: str | None,
+                   anonymous: bool, as_json: bool, directory: str | None) -> None:
+    """Show how the gateway decides METHOD PATH: the canonical path, the decision and the rule
+    (file and line) that decided it. PATH is written as a browser would send it."""
+    if sum(bool(x) for x in (user_name, roles is not None, anonymous)) > 1:
+        fail("give at most one of --user, --roles and --anonymous", 2)
+    folder, case_insensitive, allow_params, settings = _policy_settings(ctx, directory)
+    try:
+        loaded = load_policy(folder, case_insensitive=case_insensitive)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(f"gateway: {problem}", err=True)
+        sys.exit(2)
+    principal: Principal | None = None
+    if roles is not None:
+        principal = Principal(user="(--roles)", roles=frozenset(valid_roles(roles)), auth_time=time.time())
+    elif user_name:
+        if settings is None:
+            fail("--user needs the config file to find the user store", 2)
+        found = run_with_accounts(ctx, lambda _, store: store.get_user(user_name))
+        if found is None:
+            fail(f"no user named {user_name!r}")
+        if found.disabled:
+            click.echo(f"note: {found.name} is disabled and cannot sign in", err=True)
+        principal = Principal(user=found.name, roles=frozenset(found.roles), auth_time=time.time())
+    result = explain(loaded, method.upper(), path, principal, allow_params=allow_params)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        for line in result.lines():
+            click.echo(line)
+
+
+@main.group(context_settings=CONTEXT)
+@config_option
 def users() -> None:
     """Create and manage users (changes reach a running gateway at once)."""
 
@@ -164,7 +309,8 @@ def users_add(ctx: click.Context, name: str, roles: str, password_stdin: bool) -
     valid_name(name)
     role_tuple = valid_roles(roles)
     password = read_password(password_stdin)
-    user = run_with_accounts(ctx, lambda accounts, _: accounts.add(name, password, role_tuple))
+    user = run_with_accounts(ctx, lambda accounts, _: accounts.add(name, password, role_tuple),
+                             lambda added: ("user.added", {"user": added.name, "roles": list(added.roles)}))
     click.echo(f"added user {user.name} with roles {','.join(user.roles) or '(none)'}")
 
 
@@ -193,7 +339,8 @@ def users_list(ctx: click.Context) -> None:
 def users_set_password(ctx: click.Context, name: str, password_stdin: bool) -> None:
     """Change NAME's password; ends NAME's sessions."""
     password = read_password(password_stdin)
-    ended = run_with_accounts(ctx, lambda accounts, _: accounts.set_password(name, password))
+    ended = run_with_accounts(ctx, lambda accounts, _: accounts.set_password(name, password),
+                              lambda n: ("user.password_changed", {"user": name, "sessions_ended": n}))
     click.echo(f"password changed for {name}; {ended} session(s) ended")
 
 
@@ -205,7 +352,8 @@ def users_set_password(ctx: click.Context, name: str, password_stdin: bool) -> N
 def users_set_roles(ctx: click.Context, name: str, roles: str) -> None:
     """Replace NAME's roles with ROLES (comma-separated; "" for none)."""
     role_tuple = valid_roles(roles)
-    run_with_accounts(ctx, lambda accounts, _: accounts.set_roles(name, role_tuple))
+    run_with_accounts(ctx, lambda accounts, _: accounts.set_roles(name, role_tuple),
+                      lambda _: ("user.roles_changed", {"user": name, "roles": list(role_tuple)}))
     click.echo(f"roles of {name}: {','.join(role_tuple) or '(none)'}")
 
 
@@ -215,7 +363,8 @@ def users_set_roles(ctx: click.Context, name: str, roles: str) -> None:
 @click.pass_context
 def users_disable(ctx: click.Context, name: str) -> None:
     """Disable NAME: no sign-in, live sessions end."""
-    ended = run_with_accounts(ctx, lambda accounts, _: accounts.disable(name))
+    ended = run_with_accounts(ctx, lambda accounts, _: accounts.disable(name),
+                              lambda n: ("user.disabled", {"user": name, "sessions_ended": n}))
     click.echo(f"disabled {name}; {ended} session(s) ended")
 
 
@@ -225,7 +374,7 @@ def users_disable(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def users_enable(ctx: click.Context, name: str) -> None:
     """Enable NAME again."""
-    run_with_accounts(ctx, lambda accounts, _: accounts.enable(name))
+    run_with_accounts(ctx, lambda accounts, _: accounts.enable(name), lambda _: ("user.enabled", {"user": name}))
     click.echo(f"enabled {name}")
 
 
@@ -235,8 +384,98 @@ def users_enable(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def users_delete(ctx: click.Context, name: str) -> None:
     """Delete NAME and end their sessions."""
-    run_with_accounts(ctx, lambda accounts, _: accounts.delete(name))
+    run_with_accounts(ctx, lambda accounts, _: accounts.delete(name), lambda _: ("user.deleted", {"user": name}))
     click.echo(f"deleted {name}")
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@main.group(context_settings=CONTEXT)
+@config_option
+def sessions() -> None:
+    """List and revoke live sessions (revocation reaches a running gateway at once)."""
+
+
+@sessions.command("list")
+@click.option("--user", "user_name", metavar="NAME", help="Only this user's sessions.")
+@config_option
+@click.pass_context
+def sessions_list(ctx: click.Context, user_name: str | None) -> None:
+    """List live sessions: user, created, last seen, client address, user agent, short id."""
+
+    async def action(_: Accounts, store: SqliteStore) -> list[SessionRecord]:
+        if user_name is None:
+            return await store.list_sessions()
+        user = await store.get_user(user_name)
+        if user is None:
+            raise UnknownUser(f"no user named {user_name!r}")
+        return await store.list_sessions(user.id)
+
+    rows = run_with_accounts(ctx, action)
+    click.echo(f"{'ID':<12}  {'USER':<20} {'CREATED (UTC)':<19}  {'LAST SEEN (UTC)':<19}  {'CLIENT':<15}  USER AGENT")
+    for row in rows:
+        click.echo(f"{short_id(row.id_hash):<12}  {row.user_name:<20} {_when(row.created_at)}  {_when(row.last_seen)}"
+                   f"  {row.client:<15}  {row.user_agent[:60]}")
+
+
+@sessions.command("revoke")
+@click.argument("session_id", required=False, metavar="ID")
+@click.option("--user", "user_name", metavar="NAME", help="End every session of this user.")
+@click.option("--all", "everything", is_flag=True, help="End every session of every user.")
+@config_option
+@click.pass_context
+def sessions_revoke(ctx: click.Context, session_id: str | None, user_name: str | None, everything: bool) -> None:
+    """End sessions: one by its ID (as `sessions list` shows it), all of a --user, or --all."""
+    if sum(bool(x) for x in (session_id, user_name, everything)) != 1:
+        fail("give exactly one of ID, --user NAME or --all", 2)
+
+    async def action(_: Accounts, store: SqliteStore) -> int:
+        if everything:
+            return await store.delete_all_sessions()
+        if user_name is not None:
+            user = await store.get_user(user_name)
+            if user is None:
+                raise UnknownUser(f"no user named {user_name!r}")
+            return await store.delete_user_sessions(user.id)
+        assert session_id is not None
+        found = await store.find_sessions(session_id.lower()) if len(session_id) >= 6 else []
+        if len(found) != 1:
+            raise StoreError(f"no session with id {session_id!r}" if not found else f"id {session_id!r} is ambiguous")
+        await store.delete_session(found[0].id_hash)
+        return 1
+
+    scope = {"all": True} if everything else {"user": user_name} if user_name else {"session": session_id}
+    ended = run_with_accounts(ctx, action, lambda n: ("session.revoked", {**scope, "count": n}))
+    click.echo(f"{ended} session(s) ended")
+
+
+@main.command("audit")
+@click.option("--user", "user_name", metavar="NAME", help="Only events about this user.")
+@click.option("--since", metavar="DURATION", help="Only events in this recent period, e.g. 1h, 30m, 7d.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--limit", default=1000, show_default=True, help="At most this many (the most recent).")
+@config_option
+@click.pass_context
+def audit(ctx: click.Context, user_name: str | None, since: str | None, as_json: bool, limit: int) -> None:
+    """Show the audit trail: sign-ins, sign-outs, revocations, denials, policy reloads, user changes."""
+    start = None
+    if since is not None:
+        try:
+            start = time.time() - parse_duration(since)
+        except ValueError as exc:
+            fail(f"--since: {exc}", 2)
+
+    async def action(_: Accounts, store: SqliteStore) -> list[AuditRecord]:
+        return await store.list_audit(user=user_name, since=start, limit=limit)
+
+    for record in run_with_accounts(ctx, action):
+        if as_json:
+            click.echo(audit_line(record))
+        else:
+            detail = " ".join(f"{k}={v}" for k, v in json.loads(record.detail).items())
+            click.echo(f"{_when(record.time)}  {record.event:<22} {record.user or '-':<16} {record.client or '-':<15} {detail}")
 
 
 if __name__ == "__main__":

@@ -53,11 +53,20 @@ class UpstreamSettings:
     preserve_host: bool
 
 
+BINDINGS = ("none", "user_agent", "client")
+
+
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     secure_cookie: bool
     idle_timeout: int
     absolute_timeout: int
+    remember_lifetime: int = 0  # cookie lifetime with "keep me signed in"; 0 = absolute_timeout
+    bind: str = "user_agent"  # one of BINDINGS
+
+    @property
+    def persistent_cookie_lifetime(self) -> int:
+        return self.remember_lifetime or self.absolute_timeout
 
     @property
     def cookie_name(self) -> str:
@@ -67,6 +76,15 @@ class SessionSettings:
     @property
     def csrf_cookie_name(self) -> str:
         return "__Host-gateway_csrf" if self.secure_cookie else "gateway_csrf"
+
+    @property
+    def device_cookie_name(self) -> str:
+        return "__Host-gateway_device" if self.secure_cookie else "gateway_device"
+
+    @property
+    def cookie_names(self) -> tuple[str, ...]:
+        """Every cookie the gateway owns: never forwarded upstream, never settable by the app."""
+        return (self.cookie_name, self.csrf_cookie_name, self.device_cookie_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +222,13 @@ def _header_name(value: Any) -> str:
     return text
 
 
+def _binding(value: Any) -> str:
+    text = _str(value).lower()
+    if text not in BINDINGS:
+        raise ValueError(f"expected one of {', '.join(BINDINGS)}, got {value!r}")
+    return text
+
+
 def _level(value: Any) -> str:
     text = _str(value).lower()
     if text not in {"debug", "info", "warning", "error"}:
@@ -230,6 +255,8 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("session", "secure_cookie"): (_bool, True),
     ("session", "idle_timeout"): (_duration, "30m"),
     ("session", "absolute_timeout"): (_duration, "12h"),
+    ("session", "remember_lifetime"): (_duration, None),
+    ("session", "bind"): (_binding, "user_agent"),
     ("store", "path"): (_str, "var/gateway.db"),
     ("policy", "dir"): (_str, "policies"),
     ("policy", "case_insensitive"): (_bool, False),
@@ -345,6 +372,8 @@ def load_settings(
             secure_cookie=get("session", "secure_cookie"),
             idle_timeout=get("session", "idle_timeout"),
             absolute_timeout=get("session", "absolute_timeout"),
+            remember_lifetime=get("session", "remember_lifetime") or 0,
+            bind=get("session", "bind"),
         ),
         store=StoreSettings(path=base / get("store", "path")),
         policy=PolicySettings(

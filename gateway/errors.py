@@ -34,6 +34,11 @@ class Unauthorized(GatewayError):
     status, code, title, message = 401, "unauthorized", "Sign-in required", "Sign in to continue."
 
 
+class ReauthenticationRequired(Unauthorized):
+    code, title = "reauthentication_required", "Confirm it is you"
+    message = "Sign in again to continue: this page needs a recent sign-in."
+
+
 class Forbidden(GatewayError):
     status, code, title, message = 403, "forbidden", "Access denied", "You are not allowed to open this page."
 

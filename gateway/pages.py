@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -26,6 +27,13 @@ _env = Environment(
     autoescape=select_autoescape(default=True, default_for_string=True),
     enable_async=False,
 )
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+_env.filters["when"] = _when
 
 
 def render_page(template: str, **context: Any) -> bytes:

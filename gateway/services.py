@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway.audit import Audit
 from gateway.auth.accounts import Accounts
 from gateway.auth.cookie import SessionCookie
 from gateway.auth.csrf import Csrf
+from gateway.auth.device import DeviceCookie
 from gateway.auth.passwords import Passwords
 from gateway.auth.sessions import SessionManager
+from gateway.auth.throttle import Throttle
 from gateway.config import Settings
 from gateway.policy import Policy
 from gateway.store.base import Store
@@ -39,6 +42,9 @@ class Services:
     cookie: SessionCookie
     csrf: Csrf
     policy: PolicyState
+    audit: Audit
+    throttle: Throttle
+    device: DeviceCookie
     extras: dict[str, object] = field(default_factory=dict)
 
 

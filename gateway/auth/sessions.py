@@ -11,10 +11,14 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.config import SessionSettings
 from gateway.policy import Principal
 from gateway.store.base import SessionRecord, SessionStore, User
+
+if TYPE_CHECKING:
+    from gateway.audit import Audit
 
 SESSION_ID_BYTES = 32
 TOUCH_INTERVAL = 60.0  # last_seen is written at most once a minute per session, not per request
@@ -39,19 +43,47 @@ class ActiveSession:
     record: SessionRecord
 
 
+def binding_for(bind: str, client: str, user_agent: str) -> str:
+    """What a session is bound to ([session] bind), as a short hash: "" when unbound."""
+    if bind == "user_agent":
+        return hashlib.sha256(b"ua\0" + user_agent.encode("utf-8", "replace")).hexdigest()[:32]
+    if bind == "client":
+        return hashlib.sha256(b"client\0" + client.encode()).hexdigest()[:32]
+    return ""
+
+
+def end_reason(record: SessionRecord, settings: SessionSettings, now: float, binding: str) -> str | None:
+    """Why a session found in the store is no longer alive, or None while it is (pure)."""
+    if record.user_disabled:
+        return "user disabled"
+    if now - record.created_at > settings.absolute_timeout:
+        return "absolute timeout"
+    if now - record.last_seen > settings.idle_timeout:
+        return "idle timeout"
+    if record.binding and record.binding != binding:
+        return "binding mismatch"
+    return None
+
+
 class SessionManager:
-    def __init__(self, store: SessionStore, settings: SessionSettings, clock: Clock = time.time) -> None:
+    def __init__(
+        self, store: SessionStore, settings: SessionSettings, audit: Audit | None = None, clock: Clock = time.time
+    ) -> None:
         self._store = store
         self._settings = settings
+        self._audit = audit
         self._clock = clock
 
-    async def start(self, user: User, client: str, user_agent: str) -> str:
+    async def start(self, user: User, client: str, user_agent: str, *, persistent: bool = False) -> str:
         """Create a session for ``user`` and return its id (only ever written into the cookie)."""
         session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
-        await self._store.create_session(hash_session_id(session_id), user.id, self._clock(), client, user_agent[:256])
+        await self._store.create_session(
+            hash_session_id(session_id), user.id, self._clock(), client, user_agent[:256],
+            persistent=persistent, binding=binding_for(self._settings.bind, client, user_agent),
+        )
         return session_id
 
-    async def resolve(self, session_id: str | None) -> ActiveSession | None:
+    async def resolve(self, session_id: str | None, *, client: str = "", user_agent: str = "") -> ActiveSession | None:
         if not session_id or len(session_id) > 64 or not _ID_CHARS.issuperset(session_id):
             return None
         id_hash = hash_session_id(session_id)
@@ -59,17 +91,16 @@ class SessionManager:
         if record is None:
             return None
         now = self._clock()
-        if (
-            record.user_disabled
-            or now - record.last_seen > self._settings.idle_timeout
-            or now - record.created_at > self._settings.absolute_timeout
-        ):
-            await self._store.delete_session(id_hash)
+        reason = end_reason(record, self._settings, now, binding_for(self._settings.bind, client, user_agent))
+        if reason is not None:
+            if await self._store.delete_session(id_hash) and self._audit is not None:
+                self._audit.record("session.expired", user=record.user_name, client=client,
+                                   session=short_id(id_hash), reason=reason)
             return None
         if now - record.last_seen >= TOUCH_INTERVAL:
             await self._store.touch_session(id_hash, now)
         principal = Principal(user=record.user_name, roles=frozenset(record.roles), auth_time=record.auth_time)
         return ActiveSession(id_hash=id_hash, principal=principal, record=record)
 
-    async def end(self, session_id: str) -> None:
-        await self._store.delete_session(hash_session_id(session_id))
+    async def end(self, session_id: str) -> bool:
+        return await self._store.delete_session(hash_session_id(session_id))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Quart
+from quart import Quart, request
 from quart_auth import Action, AuthUser, QuartAuth
 
 from gateway.auth.cookie import SALT
 from gateway.auth.sessions import ActiveSession
+from gateway.proxy.headers import client_address
 from gateway.services import current_services
 
 
@@ -24,7 +25,14 @@ class GatewayUser(AuthUser):
 
     async def session(self) -> ActiveSession | None:
         if not self._resolved:
-            self._session = await current_services().sessions.resolve(self.auth_id) if self.auth_id else None
+            if self.auth_id:
+                client = request.scope.get("client")
+                self._session = await current_services().sessions.resolve(
+                    self.auth_id, client=client_address(client[0] if client else None,
+                                                        request.headers.getlist("X-Forwarded-For"),
+                                                        current_services().settings.server.trusted_proxies),
+                    user_agent=request.headers.get("User-Agent", ""),
+                )
             self._resolved = True
         return self._session
 

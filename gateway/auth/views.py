@@ -1,18 +1,22 @@
-"""The gateway's sign-in, sign-out and whoami endpoints."""
+"""The gateway's own pages: sign-in, sign-out, whoami, the user's sessions and account."""
 
 from __future__ import annotations
 
 import logging
+import math
+from urllib.parse import quote
 
 from quart import Blueprint, Response, jsonify, request
 from quart_auth import current_user, login_user, logout_user
 
 from gateway.auth.accounts import USER_NAME
 from gateway.auth.csrf import origin_allowed
+from gateway.auth.passwords import WeakPassword, check_strength
 from gateway.auth.redirects import safe_next
 from gateway.auth.sessions import ActiveSession, hash_session_id, short_id
+from gateway.auth.throttle import attempt_for
 from gateway.auth.user import GatewayUser
-from gateway.errors import Forbidden
+from gateway.errors import Forbidden, Unauthorized, wants_html
 from gateway.pages import render_page
 from gateway.proxy.headers import client_address, public_origin
 from gateway.services import Services, current_services
@@ -22,6 +26,7 @@ bp = Blueprint("auth", __name__)
 
 GENERIC_FAILURE = "Wrong user name or password."
 FORM_EXPIRED = "The form expired. Please try again."
+LOGIN = "/.gateway/login"
 
 
 async def _active() -> ActiveSession | None:
@@ -54,6 +59,7 @@ def _page(template: str, status: int = 200, **context: object) -> Response:
 
 
 def _post_allowed(form_token: str | None) -> bool:
+    """Refuse cross-site posts outright (403); False when the CSRF token does not match."""
     services = current_services()
     client = request.scope.get("client")
     expected = public_origin(
@@ -67,9 +73,30 @@ def _post_allowed(form_token: str | None) -> bool:
     return services.csrf.check(binding, form_token)
 
 
+def _login_page(status: int, *, next_path: str, username: str, error: str | None = None,
+                notice: str | None = None, reauth: bool = False) -> Response:
+    return _page("login.html", status, title="Confirm it is you" if reauth else "Sign in", next=next_path,
+                 username=username, error=error, notice=notice, reauth=reauth)
+
+
+async def _require_session() -> ActiveSession:
+    active = await _active()
+    if active is None:
+        raise Unauthorized()
+    return active
+
+
+# --- sign-in
+
+
 @bp.get("/.gateway/login")
 async def login_form() -> Response:
-    return _page("login.html", title="Sign in", next=safe_next(request.args.get("next")), username="", error=None)
+    active = await _active()
+    reauth = request.args.get("reauth") == "1" and active is not None
+    # A session too old for a `fresh` rule comes back here: the name is known, only the password is asked.
+    return _login_page(200, next_path=safe_next(request.args.get("next")),
+                       username=active.principal.user if active else "",
+                       notice="Enter your password again to continue." if reauth else None, reauth=reauth)
 
 
 @bp.post("/.gateway/login")
@@ -79,22 +106,35 @@ async def login_submit() -> Response:
     next_path = safe_next(form.get("next"))
     username = form.get("username", "")
     password = form.get("password", "")
+    remember = form.get("remember") == "1"
     shown_name = username if USER_NAME.fullmatch(username) else ""
     if not _post_allowed(form.get("csrf_token")):
-        return _page("login.html", 400, title="Sign in", next=next_path, username=shown_name, error=FORM_EXPIRED)
+        return _login_page(400, next_path=next_path, username=shown_name, error=FORM_EXPIRED)
     if not username or not password:
-        return _page("login.html", 400, title="Sign in", next=next_path, username=shown_name,
-                     error="Enter your user name and password.")
+        return _login_page(400, next_path=next_path, username=shown_name, error="Enter your user name and password.")
 
-    user = await services.store.get_user(username) if USER_NAME.fullmatch(username) else None
+    client = _client(services)
+    device = services.device.device_for(request.cookies.get(services.device.name), username)
+    attempt = attempt_for(username if shown_name else "(invalid)", client, device)
+    # Checked before the password is looked at: a throttled attempt learns nothing about it.
+    wait = await services.throttle.reserve(attempt)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        services.audit.record("signin.throttled", user=shown_name or None, client=client, retry_after=seconds)
+        response = _login_page(429, next_path=next_path, username=shown_name,
+                               error=f"Too many attempts. Wait {seconds} seconds, then try again.")
+        response.headers["Retry-After"] = str(seconds)
+        return response
+
+    user = await services.store.get_user(username) if shown_name else None
     # Always one argon2 verification: a dummy one for unknown names, the real one for disabled
     # accounts; the answer is the same generic failure for all three.
     result = await services.passwords.verify(user.password_hash if user else None, password)
-    client = _client(services)
     if user is None or user.disabled or not result.ok:
         reason = "unknown user" if user is None else "disabled" if user.disabled else "wrong password"
-        log.info("sign-in failed user=%r client=%s reason=%s", shown_name, client, reason)
-        return _page("login.html", 401, title="Sign in", next=next_path, username=shown_name, error=GENERIC_FAILURE)
+        services.audit.record("signin.failure", user=shown_name or None, client=client, reason=reason)
+        return _login_page(401, next_path=next_path, username=shown_name, error=GENERIC_FAILURE)
+    await services.throttle.succeeded(attempt)
     if result.needs_rehash:
         await services.store.set_password_hash(user.name, await services.passwords.hash(password))
 
@@ -102,10 +142,18 @@ async def login_submit() -> Response:
     previous = current_user.auth_id
     if previous:
         await services.sessions.end(previous)
-    session_id = await services.sessions.start(user, client, request.headers.get("User-Agent", ""))
-    login_user(GatewayUser(session_id))
-    log.info("sign-in user=%s client=%s session=%s", user.name, client, short_id(hash_session_id(session_id)))
-    return Response("", status=303, headers={"Location": next_path})
+    session_id = await services.sessions.start(user, client, request.headers.get("User-Agent", ""), persistent=remember)
+    login_user(GatewayUser(session_id), remember=remember)
+    services.audit.record("signin.success", user=user.name, client=client,
+                          session=short_id(hash_session_id(session_id)), persistent=remember)
+    response = Response("", status=303, headers={"Location": next_path})
+    if device is None:
+        response.set_cookie(services.device.name, services.device.issue(user.name), max_age=90 * 24 * 3600,
+                            httponly=True, samesite="Lax", path="/", secure=services.settings.session.secure_cookie)
+    return response
+
+
+# --- sign-out
 
 
 @bp.get("/.gateway/logout")
@@ -124,9 +172,13 @@ async def logout_submit() -> Response:
         return _page("logout.html", 400, title="Sign out", user=active.principal.user if active else None)
     if active is not None and current_user.auth_id:
         await services.sessions.end(current_user.auth_id)
-        log.info("sign-out user=%s session=%s", active.principal.user, short_id(active.id_hash))
+        services.audit.record("signout", user=active.principal.user, client=_client(services),
+                              session=short_id(active.id_hash))
     logout_user()  # clears the cookie; the row is already gone, so a copy of the cookie is dead too
     return _page("logout.html", title="Signed out", user=None)
+
+
+# --- whoami
 
 
 @bp.get("/.gateway/whoami")
@@ -142,4 +194,106 @@ async def whoami() -> Response:
         "session": short_id(active.id_hash),
         "signed_in_at": active.record.auth_time,
         "last_seen": active.record.last_seen,
+        "persistent": active.record.persistent,
     })
+
+
+# --- the user's own sessions
+
+
+def _needs_sign_in(path: str) -> Response:
+    if wants_html(request.headers.get("Accept")):
+        return Response("", status=302, headers={"Location": f"{LOGIN}?next={quote(path, safe='')}"})
+    raise Unauthorized()
+
+
+async def _sessions_page(active: ActiveSession, status: int = 200, notice: str | None = None) -> Response:
+    services = current_services()
+    sessions = await services.store.list_sessions(active.record.user_id)
+    rows = [{"id": short_id(s.id_hash), "current": s.id_hash == active.id_hash, "created": s.created_at,
+             "last_seen": s.last_seen, "client": s.client, "user_agent": s.user_agent} for s in sessions]
+    return _page("sessions.html", status, title="Your sessions", user=active.principal.user, sessions=rows,
+                 notice=notice)
+
+
+@bp.get("/.gateway/sessions")
+async def sessions_list() -> Response:
+    active = await _active()
+    if active is None:
+        return _needs_sign_in("/.gateway/sessions")
+    return await _sessions_page(active)
+
+
+@bp.post("/.gateway/sessions")
+async def sessions_end() -> Response:
+    services = current_services()
+    active = await _require_session()
+    form = await request.form
+    if not _post_allowed(form.get("csrf_token")):
+        return await _sessions_page(active, 400, FORM_EXPIRED)
+    target = form.get("session", "")
+    if target == "others":
+        ended = await services.store.delete_user_sessions(active.record.user_id, keep=active.id_hash)
+        services.audit.record("session.revoked", user=active.principal.user, client=_client(services),
+                              by="user", scope="others", count=ended)
+        return await _sessions_page(active, notice=f"{ended} other session(s) ended.")
+    # Only the user's own sessions can be named, by the short id the page shows.
+    own = {short_id(s.id_hash): s for s in await services.store.list_sessions(active.record.user_id)}
+    chosen = own.get(target)
+    if chosen is None or chosen.id_hash == active.id_hash:
+        return await _sessions_page(active, 400, "No such other session.")
+    await services.store.delete_session(chosen.id_hash)
+    services.audit.record("session.revoked", user=active.principal.user, client=_client(services), by="user",
+                          session=target)
+    return await _sessions_page(active, notice="Session ended.")
+
+
+# --- the user's account: change password
+
+
+@bp.get("/.gateway/account")
+async def account_form() -> Response:
+    active = await _active()
+    if active is None:
+        return _needs_sign_in("/.gateway/account")
+    return _page("account.html", title="Your account", user=active.principal.user, error=None, notice=None)
+
+
+@bp.post("/.gateway/account")
+async def account_submit() -> Response:
+    services = current_services()
+    active = await _require_session()
+    user_name = active.principal.user
+    form = await request.form
+
+    def again(status: int, error: str) -> Response:
+        return _page("account.html", status, title="Your account", user=user_name, error=error, notice=None)
+
+    if not _post_allowed(form.get("csrf_token")):
+        return again(400, FORM_EXPIRED)
+    current, new, repeat = form.get("current_password", ""), form.get("new_password", ""), form.get("repeat_password", "")
+    if new != repeat:
+        return again(400, "The new passwords do not match.")
+    try:
+        check_strength(new, user_name)
+    except WeakPassword as exc:
+        return again(400, str(exc).capitalize() + ".")
+    client = _client(services)
+    device = services.device.device_for(request.cookies.get(services.device.name), user_name)
+    attempt = attempt_for(user_name, client, device)
+    wait = await services.throttle.reserve(attempt)
+    if wait > 0:
+        response = again(429, f"Too many attempts. Wait {max(1, math.ceil(wait))} seconds, then try again.")
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return response
+    user = await services.store.get_user(user_name)
+    result = await services.passwords.verify(user.password_hash if user else None, current)
+    if user is None or not result.ok:
+        services.audit.record("password.change_failed", user=user_name, client=client, reason="wrong current password")
+        return again(401, "The current password is wrong.")
+    await services.throttle.succeeded(attempt)
+    await services.store.set_password_hash(user.name, await services.passwords.hash(new))
+    ended = await services.store.delete_user_sessions(user.id, keep=active.id_hash)
+    services.audit.record("user.password_changed", user=user.name, client=client, by="self", sessions_ended=ended)
+    return _page("account.html", title="Your account", user=user_name, error=None,
+                 notice=f"Password changed. {ended} other session(s) ended.")

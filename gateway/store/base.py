@@ -6,6 +6,7 @@ so a copy of the database cannot be replayed as cookies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,12 +92,18 @@ class SessionStore(Protocol):
 
 class AuditStore(Protocol):
     async def add_audit(self, records: list[AuditRecord]) -> None: ...
-    async def list_audit(self, *, user: str | None = None, since: float | None = None, limit: int = 1000) -> list[AuditRecord]: ...
+    async def list_audit(
+        self, *, user: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[AuditRecord]: ...
 
 
 class ThrottleStore(Protocol):
     async def get_throttle(self, keys: list[str]) -> dict[str, ThrottleState]: ...
     async def record_failure(self, keys: list[str], now: float, window: float) -> None: ...
+    async def reserve_attempt(
+        self, keys: list[str], now: float, window: float, wait: Callable[[dict[str, ThrottleState]], float]
+    ) -> float: ...
+    async def release_attempt(self, keys: list[str]) -> None: ...
     async def clear_throttle(self, keys: list[str]) -> None: ...
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,11 @@ _MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE sessions ADD COLUMN binding TEXT NOT NULL DEFAULT ''",
     ],
 }
+# A counter whose last failure is older than the window starts again from one.
+_RECORD_FAILURE = (
+    "INSERT INTO throttle (key, failures, last_failure) VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET"
+    " failures = CASE WHEN ? - last_failure > ? THEN 1 ELSE failures + 1 END, last_failure = ?"
+)
 _SESSION_COLUMNS = (
     "s.id_hash, u.id, u.name, u.roles, u.disabled, s.created_at, s.auth_time, s.last_seen, s.client, s.user_agent,"
     " s.persistent, s.binding"
@@ -294,12 +300,35 @@ class SqliteStore:
             return {str(r[0]): ThrottleState(int(r[1]), float(r[2])) for r in await cursor.fetchall()}
 
     async def record_failure(self, keys: list[str], now: float, window: float) -> None:
-        # A counter whose last failure is older than the window starts again from one.
+        async with self._write_lock:
+            await self.db.executemany(_RECORD_FAILURE, [(key, now, now, window, now) for key in keys])
+
+    async def reserve_attempt(
+        self, keys: list[str], now: float, window: float, wait: Callable[[dict[str, ThrottleState]], float]
+    ) -> float:
+        # BEGIN IMMEDIATE takes SQLite's write lock first, so the check and the reservation are one
+        # step even across worker processes sharing the file.
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                marks = ",".join("?" * len(keys))
+                async with self.db.execute(
+                    f"SELECT key, failures, last_failure FROM throttle WHERE key IN ({marks})", keys
+                ) as cursor:
+                    states = {str(r[0]): ThrottleState(int(r[1]), float(r[2])) for r in await cursor.fetchall()}
+                seconds = wait(states)
+                if seconds <= 0:
+                    await self.db.executemany(_RECORD_FAILURE, [(key, now, now, window, now) for key in keys])
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+        return seconds
+
+    async def release_attempt(self, keys: list[str]) -> None:
         async with self._write_lock:
             await self.db.executemany(
-                "INSERT INTO throttle (key, failures, last_failure) VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET"
-                " failures = CASE WHEN ? - last_failure > ? THEN 1 ELSE failures + 1 END, last_failure = ?",
-                [(key, now, now, window, now) for key in keys],
+                "UPDATE throttle SET failures = max(failures - 1, 0) WHERE key = ?", [(key,) for key in keys]
             )
 
     async def clear_throttle(self, keys: list[str]) -> None:

@@ -232,6 +232,11 @@ def raw_request(port: int, request: bytes, timeout: float = 10.0) -> tuple[int, 
     return status, headers, body
 
 
+# The User-Agent httpx sends: sessions are bound to it ([session] bind = "user_agent"), so raw
+# requests replaying a cookie that an httpx client obtained must present the same one.
+USER_AGENT = f"python-httpx/{httpx.__version__}".encode()
+
+
 def raw_get(port: int, target: bytes, headers: bytes = b"", method: bytes = b"GET") -> tuple[int, dict[str, str], bytes]:
     return raw_request(port, method + b" " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                       + headers + b"\r\n")
+                       + b"User-Agent: " + USER_AGENT + b"\r\n" + headers + b"\r\n")

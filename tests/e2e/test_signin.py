@@ -173,8 +173,9 @@ def test_secure_cookie_mode_uses_host_prefix(make_gateway: Any) -> None:
         response = client.post("/.gateway/login", headers={"Cookie": f"__Host-gateway_csrf={binding}"}, data={
             "username": "jo", "password": PASSWORD, "csrf_token": csrf_token(form.text), "next": "/"})
         assert response.status_code == 303
-        cookie = response.headers["set-cookie"]
-        assert cookie.startswith("__Host-gateway_session=")
+        cookies = response.headers.get_list("set-cookie")
+        cookie = next(c for c in cookies if c.startswith("__Host-gateway_session="))
+        assert all(c.startswith("__Host-") and "Secure" in c for c in cookies)
         for attribute in ("Secure", "HttpOnly", "Path=/", "SameSite=Lax"):
             assert attribute in cookie
         assert "domain" not in cookie.lower()

@@ -76,10 +76,10 @@ async def test_sessions_follow_their_user(store: Store) -> None:
 async def test_session_manager_timeouts(store: Store) -> None:
     clock = Clock()
     settings = SessionSettings(secure_cookie=True, idle_timeout=1800, absolute_timeout=3 * 3600)
-    sessions = SessionManager(store, settings, clock)
+    sessions = SessionManager(store, settings, clock=clock)
     user = await store.add_user("alice", "h", ("admin",), clock.now)
 
-    sid = await sessions.start(user, "127.0.0.1", "agent")
+    sid = await sessions.start(user, "127.0.0.1", "")
     assert len(sid) >= 43  # 256 bits, url-safe
     assert await store.get_session(sid) is None  # only the hash is stored
     active = await sessions.resolve(sid)
@@ -107,8 +107,30 @@ async def test_session_manager_timeouts(store: Store) -> None:
         assert await sessions.resolve(bad) is None
 
 
+@pytest.mark.parametrize(("bind", "same", "other"), [
+    ("user_agent", {"client": "10.0.0.9", "user_agent": "Firefox"}, {"client": "10.0.0.1", "user_agent": "curl"}),
+    ("client", {"client": "10.0.0.1", "user_agent": "curl"}, {"client": "10.0.0.9", "user_agent": "Firefox"}),
+])
+async def test_session_binding(store: Store, bind: str, same: dict[str, str], other: dict[str, str]) -> None:
+    clock = Clock()
+    settings = SessionSettings(secure_cookie=True, idle_timeout=1800, absolute_timeout=3600, bind=bind)
+    sessions = SessionManager(store, settings, clock=clock)
+    user = await store.add_user("carol", "h", (), 0.0)
+    sid = await sessions.start(user, "10.0.0.1", "Firefox")
+    assert await sessions.resolve(sid, **same) is not None  # what is not bound may change
+    assert await sessions.resolve(sid, **other) is None  # a copied cookie used elsewhere: signed out
+    assert await sessions.resolve(sid, client="10.0.0.1", user_agent="Firefox") is None  # and the session is gone
+
+
+async def test_unbound_sessions_follow_the_cookie(store: Store) -> None:
+    sessions = SessionManager(store, SessionSettings(True, 1800, 3600, bind="none"), clock=Clock())
+    user = await store.add_user("dan", "h", (), 0.0)
+    sid = await sessions.start(user, "10.0.0.1", "Firefox")
+    assert await sessions.resolve(sid, client="10.9.9.9", user_agent="other") is not None
+
+
 async def test_end_session(store: Store) -> None:
-    sessions = SessionManager(store, SessionSettings(True, 1800, 3600), Clock())
+    sessions = SessionManager(store, SessionSettings(True, 1800, 3600), clock=Clock())
     user = await store.add_user("bob", "h", (), 0.0)
     sid = await sessions.start(user, "", "")
     await sessions.end(sid)
@@ -181,3 +203,20 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
         assert await store.get_throttle(["x"]) == {}
     finally:
         await store.close()
+
+
+async def test_idle_clock_is_written_at_most_once_a_minute(store: Store) -> None:
+    clock = Clock()
+    sessions = SessionManager(store, SessionSettings(True, 1800, 3600), clock=clock)
+    user = await store.add_user("eve", "h", (), 0.0)
+    sid = await sessions.start(user, "", "")
+    started = clock.now
+    for _ in range(59):  # a request a second for 59 seconds: no write
+        clock.now += 1
+        assert await sessions.resolve(sid) is not None
+    record = await store.get_session(hash_session_id(sid))
+    assert record is not None and record.last_seen == started
+    clock.now += 1
+    await sessions.resolve(sid)
+    record = await store.get_session(hash_session_id(sid))
+    assert record is not None and record.last_seen == clock.now

@@ -1,0 +1,93 @@
+"""gateway policy check / explain, as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import Gateway
+
+POLICY = """rules:
+  - paths: ["/**"]
+    allow: authenticated
+  - name: administration
+    paths: ["/admin/**"]
+    roles: [admin]
+  - paths: ["/reports/**"]
+    methods: [GET]
+    roles: [analyst, auditor]
+  - paths: ["/internal/**"]
+    deny: true
+"""
+
+
+@pytest.fixture
+def offline(make_gateway: Any) -> Gateway:
+    gateway: Gateway = make_gateway(policy=POLICY, users={"ann": "admin", "sam": "staff"}, start=False)
+    return gateway
+
+
+def test_check_ok_with_warnings(offline: Gateway) -> None:
+    (offline.directory / "policies" / "more.yaml").write_text(
+        'rules:\n  - paths: ["/a"]\n    allow: anyone\n  - paths: ["/a/**"]\n    roles: [admin]\n'
+        '  - paths: ["/a/"]\n    allow: anyone\n  - paths: ["/a/*/**"]\n    allow: anyone\n')
+    result = offline.cli("policy", "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    # /a/** can never decide: /a, /a/ and /a/*/** take every path it matches.
+    assert any(line.startswith(f"{offline.directory}/policies/more.yaml:4:") and "never decide" in line for line in lines)
+    # Roles no user holds (analyst, auditor) are named with the rule's line.
+    assert any("main.yaml:7:" in line and "'analyst'" in line for line in lines)
+    assert any("'auditor'" in line for line in lines)
+    assert not any("'admin'" in line for line in lines)
+
+
+def test_check_errors_exit_2_with_every_problem(offline: Gateway) -> None:
+    (offline.directory / "policies" / "bad.yaml").write_text(
+        'rules:\n  - paths: ["/x/**"]\n    allow: everyone\n  - paths: ["/y"]\n    deny: true\n    bogus: 1\n'
+        '  - paths: ["/**"]\n    allow: anyone\n')
+    result = offline.cli("policy", "check")
+    assert result.returncode == 2
+    out = result.stdout
+    assert "bad.yaml:3:" in out and "bad.yaml:6:" in out
+    assert "bad.yaml:7" in out and "main.yaml:2" in out and "conflicts with" in out  # same pattern
+    assert "Traceback" not in result.stderr
+
+
+def test_check_dir_without_config(offline: Gateway) -> None:
+    result = offline.cli("policy", "check", "--dir", str(offline.directory / "policies"), config=False)
+    assert result.returncode == 0, result.stderr
+    empty = offline.directory / "empty"
+    empty.mkdir()
+    result = offline.cli("policy", "check", "--dir", str(empty), config=False)
+    assert result.returncode == 0 and "deni" in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.parametrize(("args", "decision", "line"), [
+    (["GET", "/admin/x", "--user", "ann"], "allow", ":4"),
+    (["GET", "/admin/x", "--user", "sam"], "forbidden", ":4"),
+    (["GET", "/admin/x"], "sign-in", ":4"),
+    (["GET", "/public/../admin/x", "--roles", "admin"], "allow", ":4"),
+    (["POST", "/reports/q", "--roles", "analyst"], "forbidden", ":7"),
+    (["GET", "/internal/x", "--roles", "admin"], "forbidden", ":10"),
+])
+def test_explain(offline: Gateway, args: list[str], decision: str, line: str) -> None:
+    result = offline.cli("policy", "explain", *args)
+    assert result.returncode == 0, result.stderr
+    assert decision in result.stdout.lower()
+    assert f"main.yaml{line}" in result.stdout
+
+
+def test_explain_json_and_rejections(offline: Gateway) -> None:
+    result = offline.cli("policy", "explain", "GET", "/a/%2e%2e/admin/x?q=1", "--roles", "admin", "--json")
+    data = json.loads(result.stdout)
+    assert data["canonical"] == "/admin/x" and data["outcome"] == "allow"
+    assert data["rule"]["line"] == 4 and data["rule"]["file"].endswith("main.yaml")
+    rejected = json.loads(offline.cli("policy", "explain", "GET", "/a%2fb", "--json").stdout)
+    assert rejected["canonical"] is None and rejected["outcome"] == "rejected"
+    unknown = offline.cli("policy", "explain", "GET", "/x", "--user", "ghost")
+    assert unknown.returncode == 1 and "no user named" in unknown.stderr
+    both = offline.cli("policy", "explain", "GET", "/x", "--user", "ann", "--anonymous")
+    assert both.returncode == 2
