@@ -28,7 +28,7 @@ from gateway.config import ConfigError, Settings, load_settings
 from gateway.durations import parse_duration
 from gateway.policy import PolicyError, Principal, load_policy
 from gateway.policy.analysis import explain, shadowed_rules, unheld_roles
-from gateway.store.base import AuditRecord, SessionRecord, StoreError, UnknownUser
+from gateway.store.base import AuditRecord, SessionRecord, StoreError
 from gateway.store.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -405,13 +405,10 @@ def sessions() -> None:
 def sessions_list(ctx: click.Context, user_name: str | None) -> None:
     """List live sessions: user, created, last seen, client address, user agent, short id."""
 
-    async def action(_: Accounts, store: SqliteStore) -> list[SessionRecord]:
+    async def action(accounts: Accounts, store: SqliteStore) -> list[SessionRecord]:
         if user_name is None:
             return await store.list_sessions()
-        user = await store.get_user(user_name)
-        if user is None:
-            raise UnknownUser(f"no user named {user_name!r}")
-        return await store.list_sessions(user.id)
+        return await store.list_sessions((await accounts.require(user_name)).id)
 
     rows = run_with_accounts(ctx, action)
     click.echo(f"{'ID':<12}  {'USER':<20} {'CREATED (UTC)':<19}  {'LAST SEEN (UTC)':<19}  {'CLIENT':<15}  USER AGENT")
@@ -431,14 +428,11 @@ def sessions_revoke(ctx: click.Context, session_id: str | None, user_name: str |
     if sum(bool(x) for x in (session_id, user_name, everything)) != 1:
         fail("give exactly one of ID, --user NAME or --all", 2)
 
-    async def action(_: Accounts, store: SqliteStore) -> int:
+    async def action(accounts: Accounts, store: SqliteStore) -> int:
         if everything:
             return await store.delete_all_sessions()
         if user_name is not None:
-            user = await store.get_user(user_name)
-            if user is None:
-                raise UnknownUser(f"no user named {user_name!r}")
-            return await store.delete_user_sessions(user.id)
+            return await store.delete_user_sessions((await accounts.require(user_name)).id)
         assert session_id is not None
         found = await store.find_sessions(session_id.lower()) if len(session_id) >= 6 else []
         if len(found) != 1:

@@ -42,28 +42,29 @@ class Accounts:
         check_strength(password, name)
         return await self._store.add_user(name, await self._passwords.hash(password), roles, time.time())
 
-    async def _require(self, name: str) -> User:
+    async def require(self, name: str) -> User:
+        """The user named ``name``; UnknownUser (a refused change, exit 1) when there is none."""
         user = await self._store.get_user(name)
         if user is None:
             raise UnknownUser(f"no user named {name!r}")
         return user
 
     async def set_password(self, name: str, password: str) -> int:
-        user = await self._require(name)
+        user = await self.require(name)
         check_strength(password, user.name)
         await self._store.set_password_hash(user.name, await self._passwords.hash(password))
         return await self._store.delete_user_sessions(user.id)
 
     async def set_roles(self, name: str, roles: tuple[str, ...]) -> None:
-        await self._store.set_roles((await self._require(name)).name, roles)
+        await self._store.set_roles((await self.require(name)).name, roles)
 
     async def disable(self, name: str) -> int:
-        user = await self._require(name)
+        user = await self.require(name)
         await self._store.set_disabled(user.name, True)
         return await self._store.delete_user_sessions(user.id)
 
     async def enable(self, name: str) -> None:
-        await self._store.set_disabled((await self._require(name)).name, False)
+        await self._store.set_disabled((await self.require(name)).name, False)
 
     async def delete(self, name: str) -> None:
-        await self._store.delete_user((await self._require(name)).name)
+        await self._store.delete_user((await self.require(name)).name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from urllib.parse import quote
 
 from quart import Blueprint, Response, jsonify, request
@@ -79,6 +80,14 @@ def _login_page(status: int, *, next_path: str, username: str, error: str | None
                  username=username, error=error, notice=notice, reauth=reauth)
 
 
+def _throttled(wait: float, page: Callable[[str], Response]) -> Response:
+    """429 with Retry-After: the same answer whatever the password, which was not even looked at."""
+    seconds = max(1, math.ceil(wait))
+    response = page(f"Too many attempts. Wait {seconds} seconds, then try again.")
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 async def _require_session() -> ActiveSession:
     active = await _active()
     if active is None:
@@ -119,12 +128,8 @@ async def login_submit() -> Response:
     # Checked before the password is looked at: a throttled attempt learns nothing about it.
     wait = await services.throttle.reserve(attempt)
     if wait > 0:
-        seconds = max(1, math.ceil(wait))
-        services.audit.record("signin.throttled", user=shown_name or None, client=client, retry_after=seconds)
-        response = _login_page(429, next_path=next_path, username=shown_name,
-                               error=f"Too many attempts. Wait {seconds} seconds, then try again.")
-        response.headers["Retry-After"] = str(seconds)
-        return response
+        services.audit.record("signin.throttled", user=shown_name or None, client=client, retry_after=math.ceil(wait))
+        return _throttled(wait, lambda message: _login_page(429, next_path=next_path, username=shown_name, error=message))
 
     user = await services.store.get_user(username) if shown_name else None
     # Always one argon2 verification: a dummy one for unknown names, the real one for disabled
@@ -283,9 +288,8 @@ async def account_submit() -> Response:
     attempt = attempt_for(user_name, client, device)
     wait = await services.throttle.reserve(attempt)
     if wait > 0:
-        response = again(429, f"Too many attempts. Wait {max(1, math.ceil(wait))} seconds, then try again.")
-        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-        return response
+        services.audit.record("password.throttled", user=user_name, client=client, retry_after=math.ceil(wait))
+        return _throttled(wait, lambda message: again(429, message))
     user = await services.store.get_user(user_name)
     result = await services.passwords.verify(user.password_hash if user else None, current)
     if user is None or not result.ok:

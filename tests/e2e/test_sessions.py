@@ -4,6 +4,7 @@ remember-me, binding, self-service, throttling, and the audit trail."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from typing import Any
@@ -32,10 +33,10 @@ def test_idle_timeout_ends_a_quiet_session(make_gateway: Any) -> None:
 def test_absolute_timeout_ends_even_a_busy_session(make_gateway: Any) -> None:
     gateway = make_gateway(settings={"session": {"idle_timeout": "3s", "absolute_timeout": "3s"}}, users={"abe": "staff"})
     with gateway.client() as abe:
-        assert sign_in(abe, "abe").status_code == 303
         started = time.monotonic()
+        assert sign_in(abe, "abe").status_code == 303
         wait_until(lambda: abe.get("/page").status_code == 401, "absolute expiry", timeout=8)
-        assert time.monotonic() - started > 2  # it lived while busy, then ended
+        assert time.monotonic() - started >= 3  # it lived (busy) for its 3 s, then ended
 
 
 def test_fresh_rule_asks_for_the_password_again(make_gateway: Any) -> None:
@@ -170,9 +171,13 @@ def test_rapid_guessing_is_throttled_but_the_owner_gets_in(make_gateway: Any) ->
         assert sign_in(owner, "tom").status_code == 303
     owner_cookies = owner.cookies
     with gateway.client() as attacker:
+        started = time.monotonic()
         statuses = [_wrong(attacker, "tom").status_code for _ in range(120)]
-    assert statuses.count(401) <= 10, statuses[:20]
-    assert statuses.count(429) >= 110
+        elapsed = time.monotonic() - started
+    # 3 free failures, then waits of 1, 2, 4, ... s: in `elapsed` seconds at most this many more.
+    allowed = 3 + int(math.log2(elapsed + 1)) + 1
+    assert statuses.count(401) <= allowed, (statuses[:20], elapsed)
+    assert statuses.count(429) == 120 - statuses.count(401)
     with gateway.client() as attacker:
         throttled = _wrong(attacker, "tom", PASSWORD)  # even the right password gets the same answer now
         assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) >= 1
@@ -194,9 +199,14 @@ def test_rapid_guessing_is_throttled_but_the_owner_gets_in(make_gateway: Any) ->
 def test_a_correct_password_after_the_wait_works(make_gateway: Any) -> None:
     gateway = make_gateway(users={"una": "staff"})
     with gateway.client() as client:
-        statuses = [_wrong(client, "una").status_code for _ in range(4)]
-        assert statuses == [401, 401, 401, 429]
-        wait = int(_wrong(client, "una").headers["Retry-After"])
+        statuses = [_wrong(client, "una").status_code for _ in range(3)]
+        assert statuses == [401, 401, 401]  # the free failures
+        for _ in range(10):  # then a wait (a slow machine may pass a short one between two attempts)
+            throttled = _wrong(client, "una")
+            if throttled.status_code == 429:
+                break
+        assert throttled.status_code == 429
+        wait = int(throttled.headers["Retry-After"])
         time.sleep(wait + 0.2)  # the wait the gateway announced is the behaviour under test
         assert sign_in(client, "una").status_code == 303
 
