@@ -29,6 +29,7 @@ from gateway.errors import (
     wants_html,
 )
 from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, decide
+from gateway.policy.paths import origin_form
 from gateway.proxy.forward import ClientDisconnected, DisconnectWatch, RequestBody, Upstream, has_body
 from gateway.proxy.headers import (
     HeaderRules,
@@ -53,16 +54,6 @@ MAX_TARGET_BYTES = 8192
 # "head" as a GET's while the upstream answers a HEAD would hang the client.
 METHOD = re.compile(r"[A-Z][A-Z0-9_-]{0,31}")
 LOGIN_PATH = "/.gateway/login"
-
-
-def origin_form(raw_path: bytes) -> bytes:
-    """The path of a request target: ``http://host/a`` (absolute-form) -> ``/a``; others unchanged."""
-    head = raw_path[:8].lower()
-    if head.startswith((b"http://", b"https://")):
-        authority_and_path = raw_path.split(b"://", 1)[1]
-        slash = authority_and_path.find(b"/")
-        return authority_and_path[slash:] if slash >= 0 else b"/"
-    return raw_path
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:

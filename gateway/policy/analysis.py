@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gateway.policy.engine import decide, winning_rules
 from gateway.policy.model import Access, Decision, Outcome, Policy, Principal, Problem, Rule
-from gateway.policy.paths import CanonicalPath, PathError, canonicalize
+from gateway.policy.paths import CanonicalPath, PathError, canonicalize, origin_form
 from gateway.policy.patterns import STAR, Pattern, parse_pattern
 
 # An invisible separator: no operator writes it, and a clash with a literal is checked for anyway.
@@ -200,22 +200,13 @@ def explain(
     ``raw_path`` is written as a browser would send it: percent-encoding and raw UTF-8 are both fine, an
     absolute-form target is decided by its path, and a query string is ignored, as the gateway does.
     """
-    path = _origin_form(raw_path.split("?", 1)[0])
+    path = origin_form(raw_path.split("?", 1)[0].encode("utf-8"))
     try:
-        canonical = canonicalize(path.encode("utf-8"), allow_params=allow_params, case_insensitive=policy.case_insensitive)
+        canonical = canonicalize(path, allow_params=allow_params, case_insensitive=policy.case_insensitive)
     except PathError as exc:
         return Explanation(method, raw_path, None, str(exc), None, principal)
     decision = decide(policy, principal, method, canonical.decision, now=now)
     return Explanation(method, raw_path, canonical, None, decision, principal)
-
-
-def _origin_form(target: str) -> str:
-    # The same reading the gateway gives a request line (gateway.asgi.origin_form), on text.
-    if target[:8].lower().startswith(("http://", "https://")):
-        rest = target.split("://", 1)[1]
-        slash = rest.find("/")
-        return rest[slash:] if slash >= 0 else "/"
-    return target
 
 
 def describe_rule(rule: Rule) -> str:

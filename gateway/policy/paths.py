@@ -37,6 +37,18 @@ class CanonicalPath:
     forward: str  # ASCII, percent-encoded: sent upstream verbatim
 
 
+def origin_form(target: bytes) -> bytes:
+    """The path of a request target: ``http://host/a`` (absolute-form) -> ``/a``; others unchanged.
+
+    The gateway decides and forwards an absolute-form target by its path (DESIGN.md section 5).
+    """
+    if target[:8].lower().startswith((b"http://", b"https://")):
+        authority_and_path = target.split(b"://", 1)[1]
+        slash = authority_and_path.find(b"/")
+        return authority_and_path[slash:] if slash >= 0 else b"/"
+    return target
+
+
 def canonicalize(raw_path: bytes, *, allow_params: bool = False, case_insensitive: bool = False) -> CanonicalPath:
     """Return the canonical form of ``raw_path`` (no query string) or raise PathError.
 
