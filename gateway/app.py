@@ -111,6 +111,7 @@ def create_app(
     async def open_resources() -> None:
         await store.open()
         audit.start()
+        await services.sessions.purge_expired()
         await passwords.prepare()
         gateway.upstream = Upstream(settings.upstream, transport)
         for warning in (*settings.warnings, *(f"policy: {w}" for w in policy.warnings)):

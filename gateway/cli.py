@@ -23,7 +23,7 @@ import click
 from gateway.audit import Audit, audit_line, configure_audit_log
 from gateway.auth.accounts import Accounts, check_user_name, parse_roles
 from gateway.auth.passwords import MAX_LENGTH, Passwords, WeakPassword
-from gateway.auth.sessions import short_id
+from gateway.auth.sessions import SessionManager, short_id
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.durations import parse_duration
 from gateway.policy import PolicyError, Principal, load_policy
@@ -405,10 +405,13 @@ def sessions() -> None:
 def sessions_list(ctx: click.Context, user_name: str | None) -> None:
     """List live sessions: user, created, last seen, client address, user agent, short id."""
 
+    settings = settings_from(ctx)
+
     async def action(accounts: Accounts, store: SqliteStore) -> list[SessionRecord]:
+        manager = SessionManager(store, settings.session)
         if user_name is None:
-            return await store.list_sessions()
-        return await store.list_sessions((await accounts.require(user_name)).id)
+            return await manager.live_sessions()
+        return await manager.live_sessions((await accounts.require(user_name)).id)
 
     rows = run_with_accounts(ctx, action)
     click.echo(f"{'ID':<12}  {'USER':<20} {'CREATED (UTC)':<19}  {'LAST SEEN (UTC)':<19}  {'CLIENT':<15}  USER AGENT")

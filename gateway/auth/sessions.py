@@ -65,6 +65,11 @@ def end_reason(record: SessionRecord, settings: SessionSettings, now: float, bin
     return None
 
 
+def is_alive(record: SessionRecord, settings: SessionSettings, now: float) -> bool:
+    """For listings: not disabled, within the idle and absolute limits (binding is per request)."""
+    return end_reason(record, settings, now, record.binding) is None
+
+
 class SessionManager:
     def __init__(
         self, store: SessionStore, settings: SessionSettings, audit: Audit | None = None, clock: Clock = time.time
@@ -101,6 +106,19 @@ class SessionManager:
             await self._store.touch_session(id_hash, now)
         principal = Principal(user=record.user_name, roles=frozenset(record.roles), auth_time=record.auth_time)
         return ActiveSession(id_hash=id_hash, principal=principal, record=record)
+
+    async def live_sessions(self, user_id: int | None = None) -> list[SessionRecord]:
+        """Sessions that would still be accepted; expired rows are not shown (they die when next used)."""
+        now = self._clock()
+        return [r for r in await self._store.list_sessions(user_id) if is_alive(r, self._settings, now)]
+
+    async def purge_expired(self) -> int:
+        """Delete rows past their limits (at start): a quiet gateway otherwise keeps them until used."""
+        now = self._clock()
+        dead = [r for r in await self._store.list_sessions() if not is_alive(r, self._settings, now)]
+        for record in dead:
+            await self._store.delete_session(record.id_hash)
+        return len(dead)
 
     async def end(self, session_id: str) -> bool:
         return await self._store.delete_session(hash_session_id(session_id))

@@ -214,7 +214,7 @@ def _needs_sign_in(path: str) -> Response:
 
 async def _sessions_page(active: ActiveSession, status: int = 200, notice: str | None = None) -> Response:
     services = current_services()
-    sessions = await services.store.list_sessions(active.record.user_id)
+    sessions = await services.sessions.live_sessions(active.record.user_id)
     rows = [{"id": short_id(s.id_hash), "current": s.id_hash == active.id_hash, "created": s.created_at,
              "last_seen": s.last_seen, "client": s.client, "user_agent": s.user_agent} for s in sessions]
     return _page("sessions.html", status, title="Your sessions", user=active.principal.user, sessions=rows,
@@ -243,7 +243,7 @@ async def sessions_end() -> Response:
                               by="user", scope="others", count=ended)
         return await _sessions_page(active, notice=f"{ended} other session(s) ended.")
     # Only the user's own sessions can be named, by the short id the page shows.
-    own = {short_id(s.id_hash): s for s in await services.store.list_sessions(active.record.user_id)}
+    own = {short_id(s.id_hash): s for s in await services.sessions.live_sessions(active.record.user_id)}
     chosen = own.get(target)
     if chosen is None or chosen.id_hash == active.id_hash:
         return await _sessions_page(active, 400, "No such other session.")

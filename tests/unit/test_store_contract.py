@@ -220,3 +220,17 @@ async def test_idle_clock_is_written_at_most_once_a_minute(store: Store) -> None
     await sessions.resolve(sid)
     record = await store.get_session(hash_session_id(sid))
     assert record is not None and record.last_seen == clock.now
+
+
+async def test_listings_show_only_live_sessions_and_purge_removes_dead_ones(store: Store) -> None:
+    clock = Clock()
+    sessions = SessionManager(store, SessionSettings(True, idle_timeout=600, absolute_timeout=3600), clock=clock)
+    user = await store.add_user("flo", "h", (), 0.0)
+    old = await sessions.start(user, "", "")
+    clock.now += 700  # past the idle limit, never used again
+    fresh = await sessions.start(user, "", "")
+    assert [r.id_hash for r in await sessions.live_sessions(user.id)] == [hash_session_id(fresh)]
+    assert len(await store.list_sessions(user.id)) == 2
+    assert await sessions.purge_expired() == 1
+    assert [r.id_hash for r in await store.list_sessions(user.id)] == [hash_session_id(fresh)]
+    assert old != fresh
