@@ -175,8 +175,10 @@ class Gateway:
                                         reauth=decision.outcome is Outcome.REAUTH)
             return
         if decision.outcome is not Outcome.ALLOW:
-            self.services.audit.record(
-                "access.denied", user=principal.user if principal else None, client=client_ip, method=method,
+            user = principal.user if principal else None
+            self.services.audit.record_aggregated(
+                f"denied {client_ip} {user} {method} {canonical.decision}",
+                "access.denied", user=user, client=client_ip, method=method,
                 path=canonical.decision, reason=decision.reason,
                 rule=f"{decision.rule.file}:{decision.rule.line}" if decision.rule else None,
             )

@@ -21,6 +21,7 @@ from typing import Any
 from gateway.store.base import AuditRecord, AuditStore
 
 log = logging.getLogger("gateway.audit")
+AGGREGATE_SECONDS = 60.0  # floods (throttled sign-ins, repeated denials) become one line a minute per source
 QUEUE_LIMIT = 10_000  # rows waiting for the store; beyond it the log line still exists, the row is dropped
 BATCH = 200
 
@@ -57,6 +58,7 @@ class Audit:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self._recent: dict[str, tuple[float, int]] = {}
 
     def record(self, event: str, *, user: str | None = None, client: str | None = None, **detail: Any) -> None:
         record = AuditRecord(self._clock(), event, user, client or None, json.dumps(detail, ensure_ascii=True))
@@ -66,6 +68,24 @@ class Audit:
             return
         self._pending.append(record)
         self._wake.set()
+
+    def record_aggregated(
+        self, key: str, event: str, *, user: str | None = None, client: str | None = None, **detail: Any
+    ) -> None:
+        """Like ``record``, but one event per ``key`` a minute; the next one says how many were folded in.
+
+        A flood of cheap requests (throttled sign-ins, denied paths) would otherwise push real events
+        out of view and fill the disk; the first of each burst is still recorded at once.
+        """
+        now = self._clock()
+        last, folded = self._recent.get(key, (0.0, 0))
+        if now - last < AGGREGATE_SECONDS:
+            self._recent[key] = (last, folded + 1)
+            return
+        if len(self._recent) > QUEUE_LIMIT:  # bound the memory an attacker can make this take
+            self._recent = {k: v for k, v in self._recent.items() if now - v[0] < AGGREGATE_SECONDS}
+        self._recent[key] = (now, 0)
+        self.record(event, user=user, client=client, **({"repeated": folded} if folded else {}), **detail)
 
     async def flush(self) -> None:
         while self._pending:

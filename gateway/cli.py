@@ -23,7 +23,7 @@ import click
 from gateway.audit import Audit, audit_line, configure_audit_log
 from gateway.auth.accounts import Accounts, check_user_name, parse_roles
 from gateway.auth.passwords import MAX_LENGTH, Passwords, WeakPassword
-from gateway.auth.sessions import SessionManager, short_id
+from gateway.auth.sessions import SessionManager, printable, short_id
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.durations import parse_duration
 from gateway.policy import PolicyError, Principal, load_policy
@@ -89,6 +89,7 @@ def run_with_accounts(
             result = await action(Accounts(store, Passwords(settings.passwords)), store)
             if audit is not None:
                 event, fields = audit(result)
+                configure_audit_log()  # the same JSON line as the gateway's, on this command's stderr
                 trail = Audit(store)
                 trail.record(event, by="cli", operator=operator(), **fields)
                 await trail.flush()
@@ -417,7 +418,7 @@ def sessions_list(ctx: click.Context, user_name: str | None) -> None:
     click.echo(f"{'ID':<12}  {'USER':<20} {'CREATED (UTC)':<19}  {'LAST SEEN (UTC)':<19}  {'CLIENT':<15}  USER AGENT")
     for row in rows:
         click.echo(f"{short_id(row.id_hash):<12}  {row.user_name:<20} {_when(row.created_at)}  {_when(row.last_seen)}"
-                   f"  {row.client:<15}  {row.user_agent[:60]}")
+                   f"  {printable(row.client):<15}  {printable(row.user_agent[:60])}")
 
 
 @sessions.command("revoke")
@@ -441,10 +442,13 @@ def sessions_revoke(ctx: click.Context, session_id: str | None, user_name: str |
         if len(found) != 1:
             raise StoreError(f"no session with id {session_id!r}" if not found else f"id {session_id!r} is ambiguous")
         await store.delete_session(found[0].id_hash)
+        owner.append(found[0].user_name)
         return 1
 
-    scope = {"all": True} if everything else {"user": user_name} if user_name else {"session": session_id}
-    ended = run_with_accounts(ctx, action, lambda n: ("session.revoked", {**scope, "count": n}))
+    owner: list[str] = []
+    scope: dict[str, Any] = {"all": True} if everything else {"user": user_name} if user_name else {"session": session_id}
+    ended = run_with_accounts(ctx, action, lambda n: ("session.revoked", {**scope, **({"user": owner[0]} if owner else {}),
+                                                                          "count": n}))
     click.echo(f"{ended} session(s) ended")
 
 
@@ -472,7 +476,8 @@ def audit(ctx: click.Context, user_name: str | None, since: str | None, as_json:
             click.echo(audit_line(record))
         else:
             detail = " ".join(f"{k}={v}" for k, v in json.loads(record.detail).items())
-            click.echo(f"{_when(record.time)}  {record.event:<22} {record.user or '-':<16} {record.client or '-':<15} {detail}")
+            click.echo(printable(f"{_when(record.time)}  {record.event:<22} {record.user or '-':<16} "
+                                 f"{record.client or '-':<15} {detail}"))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import string
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from itertools import pairwise
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -55,6 +56,35 @@ def check_strength(password: str, user_name: str = "") -> None:
         raise WeakPassword("password too common: too few different characters, or contains the user name")
     if core == "" or core.isdigit():
         raise WeakPassword("password too common: digits and symbols only")
+    if _repeats_short_unit(lowered) or _repeats_short_unit(core):
+        raise WeakPassword("password too common: a short password repeated")
+    if _is_walk(lowered):
+        raise WeakPassword("password too common: a keyboard row or a sequence")
+
+
+# Rows and runs people walk along: "qwertyuiop", "abcdef", "1qaz2wsx", "!@#$%".
+_SEQUENCES = (
+    "abcdefghijklmnopqrstuvwxyz", "0123456789", "qwertyuiopasdfghjklzxcvbnm", "qwertzuiopasdfghjklyxcvbnm",
+    "azertyuiopqsdfghjklmwxcvbn", "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p", "zaq1xsw2cde3vfr4bgt5nhy6mju7",
+    "!@#$%^&*()_+", "1234567890-=",
+)
+
+
+def _repeats_short_unit(text: str) -> bool:
+    """"letmeinletmein", "Passw0rd!Passw0rd!": no stronger than the shorter password repeated."""
+    for size in range(1, min(len(text) // 2, MIN_LENGTH - 1) + 1):
+        if len(text) % size == 0 and text[:size] * (len(text) // size) == text:
+            return True
+    return False
+
+
+def _is_walk(text: str) -> bool:
+    """Three quarters or more of the neighbouring characters are neighbours on a row or in a run."""
+    pairs = list(pairwise(text))
+    if not pairs:
+        return False
+    steps = sum(1 for a, b in pairs if a == b or any(a + b in seq or b + a in seq for seq in _SEQUENCES))
+    return steps >= 0.75 * len(pairs)
 
 
 def generate_password() -> str:

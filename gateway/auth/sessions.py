@@ -22,6 +22,19 @@ if TYPE_CHECKING:
 
 SESSION_ID_BYTES = 32
 TOUCH_INTERVAL = 60.0  # last_seen is written at most once a minute per session, not per request
+
+
+def touch_interval(idle_timeout: int) -> float:
+    """How stale last_seen may get: a minute, or a quarter of a short idle timeout so that an active
+    session is never taken for an idle one (a 5 s timeout with a 60 s granularity would end every
+    session 5 s after sign-in)."""
+    return min(TOUCH_INTERVAL, idle_timeout / 4)
+
+
+def printable(text: str) -> str:
+    """Control characters (terminal escapes, bidi controls) replaced: stored values are shown to
+    operators in terminals and to users in pages."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 Clock = Callable[[], float]
@@ -83,7 +96,7 @@ class SessionManager:
         """Create a session for ``user`` and return its id (only ever written into the cookie)."""
         session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
         await self._store.create_session(
-            hash_session_id(session_id), user.id, self._clock(), client, user_agent[:256],
+            hash_session_id(session_id), user.id, self._clock(), client, printable(user_agent[:256]),
             persistent=persistent, binding=binding_for(self._settings.bind, client, user_agent),
         )
         return session_id
@@ -102,7 +115,7 @@ class SessionManager:
                 self._audit.record("session.expired", user=record.user_name, client=client,
                                    session=short_id(id_hash), reason=reason)
             return None
-        if now - record.last_seen >= TOUCH_INTERVAL:
+        if now - record.last_seen >= touch_interval(self._settings.idle_timeout):
             await self._store.touch_session(id_hash, now)
         principal = Principal(user=record.user_name, roles=frozenset(record.roles), auth_time=record.auth_time)
         return ActiveSession(id_hash=id_hash, principal=principal, record=record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from quart_auth import current_user, login_user, logout_user
 
 from gateway.auth.accounts import USER_NAME
 from gateway.auth.csrf import origin_allowed
+from gateway.auth.device import LIFETIME as DEVICE_LIFETIME
 from gateway.auth.passwords import WeakPassword, check_strength
 from gateway.auth.redirects import safe_next
 from gateway.auth.sessions import ActiveSession, hash_session_id, short_id
@@ -123,21 +125,25 @@ async def login_submit() -> Response:
         return _login_page(400, next_path=next_path, username=shown_name, error="Enter your user name and password.")
 
     client = _client(services)
-    device = services.device.device_for(request.cookies.get(services.device.name), username)
+    user = await services.store.get_user(username) if shown_name else None
+    device = services.device.device_for(request.cookies.get(services.device.name), username,
+                                        user.password_hash if user else None)
     attempt = attempt_for(username if shown_name else "(invalid)", client, device)
     # Checked before the password is looked at: a throttled attempt learns nothing about it.
     wait = await services.throttle.reserve(attempt)
     if wait > 0:
-        services.audit.record("signin.throttled", user=shown_name or None, client=client, retry_after=math.ceil(wait))
+        services.audit.record_aggregated(f"throttled {attempt.keys}", "signin.throttled", user=shown_name or None,
+                                         client=client, retry_after=math.ceil(wait))
         return _throttled(wait, lambda message: _login_page(429, next_path=next_path, username=shown_name, error=message))
 
-    user = await services.store.get_user(username) if shown_name else None
     # Always one argon2 verification: a dummy one for unknown names, the real one for disabled
     # accounts; the answer is the same generic failure for all three.
     result = await services.passwords.verify(user.password_hash if user else None, password)
     if user is None or user.disabled or not result.ok:
         reason = "unknown user" if user is None else "disabled" if user.disabled else "wrong password"
-        services.audit.record("signin.failure", user=shown_name or None, client=client, reason=reason)
+        # An unknown name is often a password typed into the wrong field: keep only a fingerprint.
+        named = {"user": user.name} if user else {"attempted": _fingerprint(username)}
+        services.audit.record("signin.failure", client=client, reason=reason, **named)
         return _login_page(401, next_path=next_path, username=shown_name, error=GENERIC_FAILURE)
     await services.throttle.succeeded(attempt)
     if result.needs_rehash:
@@ -153,9 +159,18 @@ async def login_submit() -> Response:
                           session=short_id(hash_session_id(session_id)), persistent=remember)
     response = Response("", status=303, headers={"Location": next_path})
     if device is None:
-        response.set_cookie(services.device.name, services.device.issue(user.name), max_age=90 * 24 * 3600,
-                            httponly=True, samesite="Lax", path="/", secure=services.settings.session.secure_cookie)
+        stored = await services.store.get_user(user.name)  # the hash may just have been upgraded
+        _set_device_cookie(response, services, user.name, stored.password_hash if stored else "")
     return response
+
+
+def _fingerprint(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def _set_device_cookie(response: Response, services: Services, user_name: str, password_hash: str) -> None:
+    response.set_cookie(services.device.name, services.device.issue(user_name, password_hash), max_age=DEVICE_LIFETIME,
+                        httponly=True, samesite="Lax", path="/", secure=services.settings.session.secure_cookie)
 
 
 # --- sign-out
@@ -284,11 +299,14 @@ async def account_submit() -> Response:
     except WeakPassword as exc:
         return again(400, str(exc).capitalize() + ".")
     client = _client(services)
-    device = services.device.device_for(request.cookies.get(services.device.name), user_name)
+    account = await services.store.get_user(user_name)
+    device = services.device.device_for(request.cookies.get(services.device.name), user_name,
+                                        account.password_hash if account else None)
     attempt = attempt_for(user_name, client, device)
     wait = await services.throttle.reserve(attempt)
     if wait > 0:
-        services.audit.record("password.throttled", user=user_name, client=client, retry_after=math.ceil(wait))
+        services.audit.record_aggregated(f"throttled {attempt.keys}", "password.throttled", user=user_name,
+                                         client=client, retry_after=math.ceil(wait))
         return _throttled(wait, lambda message: again(429, message))
     user = await services.store.get_user(user_name)
     result = await services.passwords.verify(user.password_hash if user else None, current)
@@ -296,8 +314,18 @@ async def account_submit() -> Response:
         services.audit.record("password.change_failed", user=user_name, client=client, reason="wrong current password")
         return again(401, "The current password is wrong.")
     await services.throttle.succeeded(attempt)
-    await services.store.set_password_hash(user.name, await services.passwords.hash(new))
+    new_hash = await services.passwords.hash(new)
+    await services.store.set_password_hash(user.name, new_hash)
     ended = await services.store.delete_user_sessions(user.id, keep=active.id_hash)
-    services.audit.record("user.password_changed", user=user.name, client=client, by="self", sessions_ended=ended)
-    return _page("account.html", title="Your account", user=user_name, error=None,
-                 notice=f"Password changed. {ended} other session(s) ended.")
+    # This browser stays signed in, under a new session id: a copy of the old cookie (the reason
+    # people change passwords) dies with the other sessions.
+    await services.store.delete_session(active.id_hash)
+    session_id = await services.sessions.start(user, client, request.headers.get("User-Agent", ""),
+                                               persistent=active.record.persistent)
+    login_user(GatewayUser(session_id), remember=active.record.persistent)
+    services.audit.record("user.password_changed", user=user.name, client=client, by="self", sessions_ended=ended,
+                          session=short_id(hash_session_id(session_id)))
+    response = _page("account.html", title="Your account", user=user_name, error=None,
+                     notice=f"Password changed. {ended} other session(s) ended.")
+    _set_device_cookie(response, services, user.name, new_hash)
+    return response

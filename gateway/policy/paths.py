@@ -153,7 +153,7 @@ def _check_windows_name(name: str) -> None:
     mappings, under which dotless i, the Kelvin sign, long s and ligatures become ASCII letters
     that Unicode case folding alone would not produce (``/adm\u0131n`` is ``/ADMIN``).
     """
-    if name.endswith((".", " ")):
+    if name.endswith(".") or name[-1:].isspace():
         raise PathError("trailing dot or space in a path segment (Windows ignores it)")
     if ":" in name:
         raise PathError("colon in a path segment (Windows stream syntax)")

@@ -25,8 +25,12 @@ def test_idle_timeout_ends_a_quiet_session(make_gateway: Any) -> None:
     gateway = make_gateway(settings={"session": {"idle_timeout": "2s", "absolute_timeout": "1h"}}, users={"ida": "staff"})
     with gateway.client() as ida:
         assert sign_in(ida, "ida").status_code == 303
-        assert ida.get("/page").status_code == 200
-        wait_until(lambda: ida.get("/.gateway/whoami").status_code == 401, "idle expiry", timeout=6)
+        active_until = time.monotonic() + 4  # twice the idle limit, but never idle: still signed in
+        while time.monotonic() < active_until:
+            assert ida.get("/page").status_code == 200
+            time.sleep(0.4)  # the pace of a user clicking, not synchronisation
+        time.sleep(2.6)  # quiet for longer than the idle limit: the behaviour under test (polling would be activity)
+        assert ida.get("/.gateway/whoami").status_code == 401
     assert '"reason": "idle timeout"' in gateway.log() or '"reason":"idle timeout"' in gateway.log()
 
 
@@ -126,10 +130,14 @@ def test_users_change_their_own_password(make_gateway: Any) -> None:
         assert change(PASSWORD, "a fresh new passphrase", "something else entirely").status_code == 400
         assert change(PASSWORD, "password1234").status_code == 400
         assert there.get("/page").status_code == 200  # nothing changed yet
+        before = session_of(here)
         done = change(PASSWORD, "a fresh new passphrase")
         assert done.status_code == 200 and "Password changed" in done.text
         assert there.get("/page").status_code == 401  # other sessions end
-        assert here.get("/page").status_code == 200  # this one stays
+        assert here.get("/page").status_code == 200  # this browser stays signed in...
+        assert session_of(here) != before  # ...under a new session id
+    with gateway.client(cookies={"gateway_session": before}) as copy:
+        assert copy.get("/page").status_code == 401  # a copy of the old cookie is dead
     with gateway.client() as later:
         assert sign_in(later, "pat").status_code == 401
         assert sign_in(later, "pat", "a fresh new passphrase").status_code == 303
@@ -137,17 +145,22 @@ def test_users_change_their_own_password(make_gateway: Any) -> None:
 
 def test_sessions_cli_lists_and_revokes(make_gateway: Any) -> None:
     gateway = make_gateway(users={"ann": "staff", "ben": "staff"})
-    with gateway.client() as ann1, gateway.client() as ann2, gateway.client() as ben:
+    with gateway.client() as ann1, gateway.client() as ann2, \
+            gateway.client(headers={"User-Agent": "Moz\x1b]0;PWNED\x07<b>"}) as ben:
         for client, name in ((ann1, "ann"), (ann2, "ann"), (ben, "ben")):
             assert sign_in(client, name).status_code == 303
         listing = gateway.cli("sessions", "list")
         assert listing.returncode == 0 and listing.stdout.count("ann ") == 2 and "ben" in listing.stdout
+        assert "\x1b" not in listing.stdout and "\x07" not in listing.stdout  # ben's user agent is hostile
         assert "python-httpx" in listing.stdout and "127.0.0.1" in listing.stdout
         only_ann = gateway.cli("sessions", "list", "--user", "ann").stdout
         assert "ben" not in only_ann
 
         one = ann1.get("/.gateway/whoami").json()["session"]
-        assert gateway.cli("sessions", "revoke", one).returncode == 0
+        revoked = gateway.cli("sessions", "revoke", one)
+        assert revoked.returncode == 0
+        line = json.loads(revoked.stderr.strip().splitlines()[-1])  # the audit line, as the gateway writes them
+        assert line["event"] == "session.revoked" and line["user"] == "ann" and line["by"] == "cli"
         assert ann1.get("/page").status_code == 401 and ann2.get("/page").status_code == 200
         assert gateway.cli("sessions", "revoke", "--user", "ann").returncode == 0
         assert ann2.get("/page").status_code == 401 and ben.get("/page").status_code == 200
@@ -187,6 +200,12 @@ def test_rapid_guessing_is_throttled_but_the_owner_gets_in(make_gateway: Any) ->
     # The owner's browser carries a device cookie: the attack on the account does not lock it out.
     with gateway.client(cookies=owner_cookies) as owner:
         assert sign_in(owner, "tom").status_code == 303
+        refreshed = owner.cookies
+
+    # Device cookies are worth nothing once the password changes.
+    assert gateway.cli("users", "set-password", "tom", "--password-stdin", stdin="a changed passphrase").returncode == 0
+    with gateway.client(cookies=refreshed) as old_device:
+        assert _wrong(old_device, "tom").status_code == 429  # back under the account's back-off
 
     # The throttling state survives a restart: with the count kept, two quick guesses already meet a
     # wait (after a reset the first three would be free).

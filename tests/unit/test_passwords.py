@@ -21,6 +21,11 @@ def test_accepted(password: str) -> None:
     ("password1234", "too common"), ("Password2024!", "too common"), ("qwerty123456", "too common"),
     ("123456789012", "too common"), ("aaaaaaaaaaaa", "too common"), ("abababababab", "too common"),
     ("alice-is-great-1", "too common"), ("!!!!@@@@####$$$$", "too common"),
+    ("passwordpassword", "too common"), ("iloveyouiloveyou", "too common"), ("letmeinletmein", "too common"),
+    ("dragondragon", "too common"), ("welcomewelcome", "too common"), ("monkeymonkey1", "too common"),
+    ("trustno1trustno1", "too common"), ("qwertyqwertyqwerty", "too common"), ("qwertyuiopasdf", "too common"),
+    ("abcdefghijklmnop", "too common"), ("Passw0rd!Passw0rd!", "too common"), ("1qaz2wsx3edc4rfv", "too common"),
+    ("zyxwvutsrqponm", "too common"), ("asdfghjkl;'12", "too common"),
 ])
 def test_refused(password: str, reason: str) -> None:
     with pytest.raises(WeakPassword, match=reason):

@@ -36,3 +36,9 @@ def test_allowed_in_default_mode(target: bytes) -> None:
 @pytest.mark.parametrize("target", [b"/caf%C3%A9", b"/%C3%85ngstr%C3%B6m", b"/a.b/c", b"/a/./b", b"/~user", b"/v1.2/x"])
 def test_ordinary_names_pass(target: bytes) -> None:
     canonicalize(target, case_insensitive=True)
+
+
+@pytest.mark.parametrize("target", [b"/admin%C2%A0/x", b"/admin%E2%80%83", b"/admin%09x"])
+def test_other_trailing_whitespace_is_refused(target: bytes) -> None:
+    with pytest.raises(PathError):
+        canonicalize(target, case_insensitive=True)

@@ -101,3 +101,19 @@ async def test_state_survives_a_restart(tmp_path: Path) -> None:
 def test_backoff_rules_are_sane() -> None:
     for rule in (ACCOUNT,):
         assert isinstance(rule, BackOff) and rule.cap >= 36  # 3600 / 36 = 100 an hour at most
+
+
+async def test_known_devices_still_stop_at_the_account_ceiling(store: SqliteStore) -> None:
+    clock = Clock()
+    throttle = Throttle(store, clock)
+    passed = 0
+    for device in range(60):  # many stolen device cookies, each with its own small budget
+        attempt = attempt_for("alice", "10.0.0.1", f"device-{device}")
+        for _ in range(5):
+            if await throttle.reserve(attempt) == 0:
+                passed += 1
+            clock.now += 0.01
+    assert passed == 100  # 60 devices x 3 free would be 180: the account ceiling holds
+    assert await throttle.reserve(attempt_for("alice", "10.0.0.1", "device-new")) > 0
+    clock.now += WINDOW + 1
+    assert await throttle.reserve(attempt_for("alice", "10.0.0.1", "device-new")) == 0
