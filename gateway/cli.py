@@ -233,7 +233,7 @@ def policy_check(ctx: click.Context, directory: str | None) -> None:
         loaded = load_policy(folder, case_insensitive=case_insensitive)
     except PolicyError as exc:
         for problem in exc.problems:
-            click.echo(f"{problem}: error")
+            click.echo(f"{problem.file}:{problem.line}: error: {problem.message}")
         click.echo(f"{len(exc.problems)} error(s): the policy cannot be loaded", err=True)
         sys.exit(2)
     findings = [*loaded.warnings, *shadowed_rules(loaded)]
@@ -241,7 +241,7 @@ def policy_check(ctx: click.Context, directory: str | None) -> None:
     if held is not None:
         findings.extend(unheld_roles(loaded, held))
     for finding in sorted(findings, key=lambda p: (p.file, p.line)):
-        click.echo(f"{finding}: warning")
+        click.echo(f"{finding.file}:{finding.line}: warning: {finding.message}")
     summary = f"{len(loaded.rules)} rule(s) in {len(loaded.files)} file(s): ok"
     if findings:
         summary += f", {len(findings)} warning(s)"
