@@ -51,6 +51,7 @@ class UpstreamSettings:
     pool_timeout: float
     max_connections: int
     preserve_host: bool
+    transport: str = "aiohttp"  # "aiohttp" or "httpx"
 
 
 BINDINGS = ("none", "user_agent", "client")
@@ -222,11 +223,17 @@ def _header_name(value: Any) -> str:
     return text
 
 
-def _binding(value: Any) -> str:
-    text = _str(value).lower()
-    if text not in BINDINGS:
-        raise ValueError(f"expected one of {', '.join(BINDINGS)}, got {value!r}")
-    return text
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _str(value).lower()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+        return text
+
+    return parse
+
+
+_binding = _choice(*BINDINGS)
 
 
 def _level(value: Any) -> str:
@@ -252,6 +259,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("upstream", "pool_timeout"): (_seconds, "5s"),
     ("upstream", "max_connections"): (_int_in(1, 10_000), 100),
     ("upstream", "preserve_host"): (_bool, False),
+    ("upstream", "transport"): (_choice("aiohttp", "httpx"), "aiohttp"),
     ("session", "secure_cookie"): (_bool, True),
     ("session", "idle_timeout"): (_duration, "30m"),
     ("session", "absolute_timeout"): (_duration, "12h"),
@@ -367,6 +375,7 @@ def load_settings(
             pool_timeout=get("upstream", "pool_timeout"),
             max_connections=get("upstream", "max_connections"),
             preserve_host=get("upstream", "preserve_host"),
+            transport=get("upstream", "transport"),
         ),
         session=SessionSettings(
             secure_cookie=get("session", "secure_cookie"),

@@ -188,3 +188,27 @@ def test_abandoned_stream_is_dropped_not_drained(make_gateway: Any) -> None:
     wait_until(lambda: "client went away" in gateway.log(), "the gateway noticing the disconnect", timeout=5)
     with gateway.client() as client:
         assert client.get("/public/x").status_code == 200
+
+
+def test_upstream_cookies_never_leak_between_users(alice: httpx.Client, bob: httpx.Client) -> None:
+    alice.get("/page", params={"set_cookie": "leak=alice-only"})
+    seen = echo(bob.get("/page"))
+    assert "leak" not in str(seen["headers"])  # a shared client cookie jar would add it here
+
+
+def test_the_client_library_adds_no_headers_of_its_own(gateway: Gateway) -> None:
+    status, _, body = raw_request(gateway.port, b"GET /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert status == 200
+    names = {name.lower() for name, _ in json.loads(body)["headers"]}
+    assert names == {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+
+
+def test_the_httpx_transport_remains_available(make_gateway: Any) -> None:
+    from tests.e2e.harness import raw_get, sign_in
+
+    gateway = make_gateway(settings={"upstream": {"transport": "httpx"}}, users={"hal": "staff"})
+    status, _, body = raw_get(gateway.port, b"/public/a?q=%2F..%2F")
+    assert status == 200 and json.loads(body)["path"] == "/public/a?q=%2F..%2F"
+    with gateway.client() as hal:
+        assert sign_in(hal, "hal").status_code == 303
+        assert echo(hal.post("/upload", content=b"x" * 100_000))["body_length"] == 100_000

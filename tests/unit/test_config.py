@@ -95,3 +95,10 @@ def test_config_file_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert load_settings(None, env={}).server.port == 1234
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "missing.toml", env={})
+
+
+def test_upstream_transport_choice(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, ""), env={}).upstream.transport == "aiohttp"
+    assert load_settings(write(tmp_path, ""), env={"GATEWAY_UPSTREAM_TRANSPORT": "httpx"}).upstream.transport == "httpx"
+    with pytest.raises(ConfigError, match=r"upstream\.transport"):
+        load_settings(write(tmp_path, '[upstream]\ntransport = "curl"\n'), env={})
