@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import cast
 
 BODY = b'{"ok": true, "from": "fast upstream"}\n'
 RESPONSE = (
@@ -22,8 +23,7 @@ RESPONSE = (
 
 class Answer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.buffer = b""
 
     def data_received(self, data: bytes) -> None:

@@ -234,3 +234,11 @@ async def test_listings_show_only_live_sessions_and_purge_removes_dead_ones(stor
     assert await sessions.purge_expired() == 1
     assert [r.id_hash for r in await store.list_sessions(user.id)] == [hash_session_id(fresh)]
     assert old != fresh
+
+
+async def test_user_agents_are_stored_without_control_characters(store: Store) -> None:
+    sessions = SessionManager(store, SessionSettings(True, 1800, 3600, bind="none"), clock=Clock())
+    user = await store.add_user("gus", "h", (), 0.0)
+    await sessions.start(user, "", "Moz\x1b]0;PWNED\x07\u202e<b>")
+    (record,) = await store.list_sessions(user.id)
+    assert record.user_agent.isprintable() and "PWNED" in record.user_agent and "\x1b" not in record.user_agent
