@@ -92,7 +92,6 @@ class Gateway:
         settings = services.settings
         self._allow_params = settings.policy.allow_path_params
         self._case_insensitive = settings.policy.case_insensitive
-        self._cookie_names = header_rules.cookie_names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -103,8 +102,10 @@ class Gateway:
             # WebSockets are not relayed yet: refuse the handshake (the server answers 403).
             await send({"type": "websocket.close", "code": 1008})
             return
-        raw_path = origin_form(scope.get("raw_path") or scope["path"].encode())
-        scope = dict(scope, raw_path=raw_path)
+        given = scope.get("raw_path")
+        raw_path = origin_form(given or scope["path"].encode())
+        if raw_path is not given:  # absolute-form target, or a server without raw_path: record the path used
+            scope = dict(scope, raw_path=raw_path)
         if len(raw_path) + len(scope.get("query_string", b"")) > MAX_TARGET_BYTES:
             await self._refuse(scope, send, UriTooLong())
             return
@@ -182,7 +183,7 @@ class Gateway:
                 path=canonical.decision, reason=decision.reason,
                 rule=f"{decision.rule.file}:{decision.rule.line}" if decision.rule else None,
             )
-            await self._refuse(scope, send, Forbidden(), principal.user if principal else None)
+            await self._refuse(scope, send, Forbidden(), user)
             return
 
         upstream = self.upstream

@@ -17,6 +17,13 @@ from gateway.proxy.headers import client_address
 from gateway.services import current_services
 
 
+def request_client() -> str:
+    """The real client of the current Quart request: the peer, or the address behind trusted proxies."""
+    client = request.scope.get("client")
+    return client_address(client[0] if client else None, request.headers.getlist("X-Forwarded-For"),
+                          current_services().settings.server.trusted_proxies)
+
+
 class GatewayUser(AuthUser):
     def __init__(self, auth_id: str | None, action: Action = Action.PASS) -> None:
         super().__init__(auth_id, action)
@@ -26,12 +33,8 @@ class GatewayUser(AuthUser):
     async def session(self) -> ActiveSession | None:
         if not self._resolved:
             if self.auth_id:
-                client = request.scope.get("client")
                 self._session = await current_services().sessions.resolve(
-                    self.auth_id, client=client_address(client[0] if client else None,
-                                                        request.headers.getlist("X-Forwarded-For"),
-                                                        current_services().settings.server.trusted_proxies),
-                    user_agent=request.headers.get("User-Agent", ""),
+                    self.auth_id, client=request_client(), user_agent=request.headers.get("User-Agent", "")
                 )
             self._resolved = True
         return self._session

@@ -18,10 +18,10 @@ from gateway.auth.passwords import WeakPassword, check_strength
 from gateway.auth.redirects import safe_next
 from gateway.auth.sessions import ActiveSession, hash_session_id, short_id
 from gateway.auth.throttle import attempt_for
-from gateway.auth.user import GatewayUser
+from gateway.auth.user import GatewayUser, request_client
 from gateway.errors import Forbidden, Unauthorized, wants_html
 from gateway.pages import render_page
-from gateway.proxy.headers import client_address, public_origin
+from gateway.proxy.headers import public_origin
 from gateway.services import Services, current_services
 
 log = logging.getLogger("gateway.auth")
@@ -36,12 +36,6 @@ async def _active() -> ActiveSession | None:
     user = current_user._get_current_object()  # type: ignore[attr-defined]
     assert isinstance(user, GatewayUser)
     return await user.session()
-
-
-def _client(services: Services) -> str:
-    client = request.scope.get("client")
-    return client_address(client[0] if client else None, request.headers.getlist("X-Forwarded-For"),
-                          services.settings.server.trusted_proxies)
 
 
 def _page(template: str, status: int = 200, **context: object) -> Response:
@@ -124,7 +118,7 @@ async def login_submit() -> Response:
     if not username or not password:
         return _login_page(400, next_path=next_path, username=shown_name, error="Enter your user name and password.")
 
-    client = _client(services)
+    client = request_client()
     user = await services.store.get_user(username) if shown_name else None
     device = services.device.device_for(request.cookies.get(services.device.name), username,
                                         user.password_hash if user else None)
@@ -146,8 +140,10 @@ async def login_submit() -> Response:
         services.audit.record("signin.failure", client=client, reason=reason, **named)
         return _login_page(401, next_path=next_path, username=shown_name, error=GENERIC_FAILURE)
     await services.throttle.succeeded(attempt)
+    password_hash = user.password_hash
     if result.needs_rehash:
-        await services.store.set_password_hash(user.name, await services.passwords.hash(password))
+        password_hash = await services.passwords.hash(password)
+        await services.store.set_password_hash(user.name, password_hash)
 
     # A new session id at every sign-in (no fixation); the browser's previous session ends.
     previous = current_user.auth_id
@@ -159,8 +155,7 @@ async def login_submit() -> Response:
                           session=short_id(hash_session_id(session_id)), persistent=remember)
     response = Response("", status=303, headers={"Location": next_path})
     if device is None:
-        stored = await services.store.get_user(user.name)  # the hash may just have been upgraded
-        _set_device_cookie(response, services, user.name, stored.password_hash if stored else "")
+        _set_device_cookie(response, services, user.name, password_hash)
     return response
 
 
@@ -192,7 +187,7 @@ async def logout_submit() -> Response:
         return _page("logout.html", 400, title="Sign out", user=active.principal.user if active else None)
     if active is not None and current_user.auth_id:
         await services.sessions.end(current_user.auth_id)
-        services.audit.record("signout", user=active.principal.user, client=_client(services),
+        services.audit.record("signout", user=active.principal.user, client=request_client(),
                               session=short_id(active.id_hash))
     logout_user()  # clears the cookie; the row is already gone, so a copy of the cookie is dead too
     return _page("logout.html", title="Signed out", user=None)
@@ -254,7 +249,7 @@ async def sessions_end() -> Response:
     target = form.get("session", "")
     if target == "others":
         ended = await services.store.delete_user_sessions(active.record.user_id, keep=active.id_hash)
-        services.audit.record("session.revoked", user=active.principal.user, client=_client(services),
+        services.audit.record("session.revoked", user=active.principal.user, client=request_client(),
                               by="user", scope="others", count=ended)
         return await _sessions_page(active, notice=f"{ended} other session(s) ended.")
     # Only the user's own sessions can be named, by the short id the page shows.
@@ -263,7 +258,7 @@ async def sessions_end() -> Response:
     if chosen is None or chosen.id_hash == active.id_hash:
         return await _sessions_page(active, 400, "No such other session.")
     await services.store.delete_session(chosen.id_hash)
-    services.audit.record("session.revoked", user=active.principal.user, client=_client(services), by="user",
+    services.audit.record("session.revoked", user=active.principal.user, client=request_client(), by="user",
                           session=target)
     return await _sessions_page(active, notice="Session ended.")
 
@@ -298,17 +293,16 @@ async def account_submit() -> Response:
         check_strength(new, user_name)
     except WeakPassword as exc:
         return again(400, str(exc).capitalize() + ".")
-    client = _client(services)
-    account = await services.store.get_user(user_name)
+    client = request_client()
+    user = await services.store.get_user(user_name)
     device = services.device.device_for(request.cookies.get(services.device.name), user_name,
-                                        account.password_hash if account else None)
+                                        user.password_hash if user else None)
     attempt = attempt_for(user_name, client, device)
     wait = await services.throttle.reserve(attempt)
     if wait > 0:
         services.audit.record_aggregated(f"throttled {attempt.keys}", "password.throttled", user=user_name,
                                          client=client, retry_after=math.ceil(wait))
         return _throttled(wait, lambda message: again(429, message))
-    user = await services.store.get_user(user_name)
     result = await services.passwords.verify(user.password_hash if user else None, current)
     if user is None or not result.ok:
         services.audit.record("password.change_failed", user=user_name, client=client, reason="wrong current password")

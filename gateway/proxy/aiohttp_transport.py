@@ -58,15 +58,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             for name, value in request.headers.raw
             if name.lower() != b"transfer-encoding"  # aiohttp frames a streamed body itself
         )
-        has_body = ("content-length" in headers and headers["content-length"] != "0") or "transfer-encoding" in {
-            name.decode("latin-1").lower() for name, _ in request.headers.raw
-        }
+        body: bytes | httpx.AsyncByteStream | None
+        try:
+            body = request.content or None  # built from bytes (or nothing): no body, or a known one
+        except httpx.RequestNotRead:
+            body = request.stream  # type: ignore[assignment]  # streamed from the client as it arrives
         try:
             response = await self._client().request(
                 request.method,
                 URL(str(request.url), encoded=True),
                 headers=headers,
-                data=request.stream if has_body else None,
+                data=body,
                 allow_redirects=False,
                 compress=None,
                 timeout=aiohttp.ClientTimeout(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
 from gateway.config import Network
@@ -112,10 +112,13 @@ class HeaderRules:
     upstream_host: bytes  # sent as Host unless preserve_host
     preserve_host: bool
     trusted_proxies: tuple[Network, ...]
+    # Derived once here, not per request: normalised identity names and lower-cased cookie names.
+    identity: frozenset[bytes] = field(init=False)
+    cookie_names_folded: frozenset[bytes] = field(init=False)
 
-    @property
-    def identity(self) -> frozenset[bytes]:
-        return frozenset({normalize(self.user_header), normalize(self.roles_header)})
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "identity", frozenset({normalize(self.user_header), normalize(self.roles_header)}))
+        object.__setattr__(self, "cookie_names_folded", frozenset(n.lower() for n in self.cookie_names))
 
 
 def upstream_request_headers(
@@ -198,7 +201,7 @@ def downstream_response_headers(
         key = name.lower()
         if key in HOP_BY_HOP or key in nominated or key == b"date":
             continue
-        if key == b"set-cookie" and _plants_gateway_cookie(value, rules.cookie_names):
+        if key == b"set-cookie" and _plants_gateway_cookie(value, rules.cookie_names_folded):
             continue
         if key == b"location":
             value = rewrite_location(value, upstream_origin, public_origin)
@@ -206,8 +209,8 @@ def downstream_response_headers(
     return out
 
 
-def _plants_gateway_cookie(set_cookie: bytes, names: frozenset[bytes]) -> bool:
-    """True for a Set-Cookie that names a gateway cookie or has no name at all.
+def _plants_gateway_cookie(set_cookie: bytes, folded_names: frozenset[bytes]) -> bool:
+    """True for a Set-Cookie that names a gateway cookie (in any case) or has no name at all.
 
     A nameless cookie (``=gateway_session=x`` or ``gateway_session``) is sent back by browsers as
     its bare value, which reads as ``gateway_session=x``: the app could plant a session that way.
@@ -216,7 +219,7 @@ def _plants_gateway_cookie(set_cookie: bytes, names: frozenset[bytes]) -> bool:
     if b"=" not in pair:
         return True
     name = pair.partition(b"=")[0].strip()
-    return not name or name in names or name.lower() in {n.lower() for n in names}
+    return not name or name.lower() in folded_names
 
 
 def method_overrides(headers: RawHeaders) -> list[str]:
