@@ -46,7 +46,7 @@ def create_app(
     if settings.server.secret_key is None:
         raise ValueError("create_app needs settings with a secret key")
     secret = settings.server.secret_key
-    store = SqliteStore(settings.store.path)
+    store = SqliteStore(settings.store.path, session_cache_ttl=settings.session.cache_ttl)
     passwords = Passwords(settings.passwords)
     audit = Audit(store)
     if policy is None:

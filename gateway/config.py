@@ -64,6 +64,7 @@ class SessionSettings:
     absolute_timeout: int
     remember_lifetime: int = 0  # cookie lifetime with "keep me signed in"; 0 = absolute_timeout
     bind: str = "user_agent"  # one of BINDINGS
+    cache_ttl: float = 0.75  # seconds a session row may be served from memory; 0 = always ask the store
 
     @property
     def persistent_cookie_lifetime(self) -> int:
@@ -185,6 +186,18 @@ def _seconds(value: Any) -> float:
     return float(_duration(value))
 
 
+def _cache_ttl(value: Any) -> float:
+    """Seconds (0 to 1) as a number, "750ms" or "1s": the contract lets changes take up to 1 s."""
+    text = str(value).strip().lower() if not isinstance(value, bool) else ""
+    try:
+        seconds = float(text[:-2]) / 1000 if text.endswith("ms") else float(text.removesuffix("s"))
+    except ValueError:
+        raise ValueError(f"expected a time from 0 to 1s such as \"750ms\", got {value!r}") from None
+    if not 0 <= seconds <= 1:
+        raise ValueError(f"expected a time from 0 to 1s (changes must reach the gateway within 1 s), got {value!r}")
+    return seconds
+
+
 def _networks(value: Any) -> tuple[Network, ...]:
     items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
     if not isinstance(items, list):
@@ -265,6 +278,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("session", "absolute_timeout"): (_duration, "12h"),
     ("session", "remember_lifetime"): (_duration, None),
     ("session", "bind"): (_binding, "user_agent"),
+    ("session", "cache_ttl"): (_cache_ttl, "750ms"),
     ("store", "path"): (_str, "var/gateway.db"),
     ("policy", "dir"): (_str, "policies"),
     ("policy", "case_insensitive"): (_bool, False),
@@ -383,6 +397,7 @@ def load_settings(
             absolute_timeout=get("session", "absolute_timeout"),
             remember_lifetime=get("session", "remember_lifetime") or 0,
             bind=get("session", "bind"),
+            cache_ttl=get("session", "cache_ttl"),
         ),
         store=StoreSettings(path=base / get("store", "path")),
         policy=PolicySettings(

@@ -2,12 +2,19 @@
 
 One connection per process (aiosqlite runs it on its own thread). Writes that span several statements
 take ``_write_lock`` so concurrent tasks cannot interleave inside a transaction.
+
+With ``session_cache_ttl`` > 0 (the serving gateway), session lookups are answered from an in-process
+``SessionCache``: local writes to users and sessions invalidate it at once, and a background task polls
+``PRAGMA data_version`` (which changes when ANOTHER connection commits: the CLI, other workers) every
+``POLL_INTERVAL`` to invalidate it for theirs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +30,12 @@ from gateway.store.base import (
     UnknownUser,
     User,
 )
+from gateway.store.cache import SessionCache
 
 SCHEMA_VERSION = 2
+POLL_INTERVAL = 0.1  # seconds between data_version polls while a session cache is on
+
+log = logging.getLogger("gateway.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -119,10 +130,12 @@ def _user(row: Any) -> User:
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, session_cache_ttl: float = 0.0) -> None:
         self._path = path
         self._db: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._cache = SessionCache(session_cache_ttl) if session_cache_ttl > 0 else None
+        self._poller: asyncio.Task[None] | None = None
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -147,11 +160,42 @@ class SqliteStore:
                         await self._db.execute(statement)
                 await self._db.executescript(_SCHEMA)
                 await self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if self._cache is not None:
+                version = await self._data_version()
+                self._poller = asyncio.create_task(self._watch_other_writers(version))
         except (OSError, sqlite3.Error) as exc:
             await self.close()
             raise StoreError(f"{self._path}: cannot open the store: {exc}") from exc
 
+    async def _data_version(self) -> int:
+        async with self.db.execute("PRAGMA data_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _watch_other_writers(self, seen: int) -> None:
+        """Empty the session cache whenever another connection committed anything."""
+        assert self._cache is not None
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                version = await self._data_version()
+            except Exception as exc:  # the cache's TTL still bounds staleness; keep trying
+                self._cache.invalidate()
+                log.warning("store change poll failed: %s", type(exc).__name__)
+                continue
+            if version != seen:
+                seen = version
+                self._cache.invalidate()
+
+    def _changed(self) -> None:
+        """A local write to users or sessions: no cached row may outlive it."""
+        if self._cache is not None:
+            self._cache.invalidate()
+
     async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
         # aiosqlite's thread is non-daemon since 0.22: an unclosed connection hangs process exit.
         if self._db is not None:
             db, self._db = self._db, None
@@ -190,6 +234,7 @@ class SqliteStore:
     async def _update_user(self, name: str, sql: str, *params: object) -> None:
         async with self._write_lock:
             cursor = await self.db.execute(sql, (*params, name))
+            self._changed()
         if cursor.rowcount == 0:
             raise UnknownUser(f"no user named {name!r}")
 
@@ -218,6 +263,7 @@ class SqliteStore:
                 " persistent, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (id_hash, user_id, now, now, now, client, user_agent, int(persistent), binding),
             )
+            self._changed()
 
     async def _sessions(self, where: str, params: tuple[object, ...]) -> list[SessionRecord]:
         async with self.db.execute(
@@ -226,8 +272,18 @@ class SqliteStore:
             return [_session(row) for row in await cursor.fetchall()]
 
     async def get_session(self, id_hash: str) -> SessionRecord | None:
+        cache = self._cache
+        if cache is None:
+            found = await self._sessions("WHERE s.id_hash = ?", (id_hash,))
+            return found[0] if found else None
+        hit, record = cache.get(id_hash, time.monotonic())
+        if hit:
+            return record
+        generation, read_at = cache.generation, time.monotonic()
         found = await self._sessions("WHERE s.id_hash = ?", (id_hash,))
-        return found[0] if found else None
+        record = found[0] if found else None
+        cache.put(id_hash, record, generation, read_at)
+        return record
 
     async def list_sessions(self, user_id: int | None = None) -> list[SessionRecord]:
         if user_id is None:
@@ -242,10 +298,13 @@ class SqliteStore:
     async def touch_session(self, id_hash: str, now: float) -> None:
         async with self._write_lock:
             await self.db.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))
+        if self._cache is not None:
+            self._cache.touched(id_hash, now)
 
     async def delete_session(self, id_hash: str) -> bool:
         async with self._write_lock:
             cursor = await self.db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+            self._changed()
         return cursor.rowcount > 0
 
     async def delete_user_sessions(self, user_id: int, *, keep: str | None = None) -> int:
@@ -253,11 +312,13 @@ class SqliteStore:
             cursor = await self.db.execute(
                 "DELETE FROM sessions WHERE user_id = ? AND id_hash != ?", (user_id, keep or "")
             )
+            self._changed()
         return cursor.rowcount
 
     async def delete_all_sessions(self) -> int:
         async with self._write_lock:
             cursor = await self.db.execute("DELETE FROM sessions")
+            self._changed()
         return cursor.rowcount
 
     # --- audit

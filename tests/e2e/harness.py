@@ -62,6 +62,23 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = START_TIME
     raise TimeoutError(f"{what} not ready after {timeout}s")
 
 
+# The contract: a change made with `gateway users ...`/`sessions ...` reaches a running gateway within
+# one second (the gateway caches session rows for session.cache_ttl, at most 1 s).
+CHANGE_BOUND = 1.0
+
+
+def within_a_second(check: Callable[[], bool], what: str = "the change") -> None:
+    """Poll ``check``; every attempt that starts within CHANGE_BOUND of the call counts."""
+    deadline = time.monotonic() + CHANGE_BOUND
+    while True:
+        started = time.monotonic()
+        if check():
+            return
+        if started > deadline:
+            raise AssertionError(f"{what} did not reach the running gateway within {CHANGE_BOUND} s")
+        time.sleep(0.02)  # a poll interval: the check decides
+
+
 def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.harness import PASSWORD, Gateway, sign_in
+from tests.e2e.harness import PASSWORD, Gateway, sign_in, within_a_second
 
 
 @pytest.fixture
@@ -100,25 +101,28 @@ def test_changes_reach_a_running_gateway(make_gateway: Any) -> None:
         assert sign_in(hal, "hal").status_code == 303
         assert gina.get("/admin/x").status_code == 403
 
+        def status(client: httpx.Client, path: str, expected: int) -> Callable[[], bool]:
+            return lambda: client.get(path).status_code == expected
+
         assert gateway.cli("users", "set-roles", "gina", "admin").returncode == 0
-        assert gina.get("/admin/x").status_code == 200  # roles are read live
+        within_a_second(status(gina, "/admin/x", 200), "a role added")  # roles are read live
         assert gateway.cli("users", "set-roles", "gina", "staff").returncode == 0
-        assert gina.get("/admin/x").status_code == 403
+        within_a_second(status(gina, "/admin/x", 403), "a role removed")
 
         assert gateway.cli("users", "disable", "gina").returncode == 0
-        assert gina.get("/page").status_code == 401
+        within_a_second(status(gina, "/page", 401), "disabling")
         assert sign_in(gina, "gina").status_code == 401  # and no new sign-in
         assert gateway.cli("users", "enable", "gina").returncode == 0
         assert sign_in(gina, "gina").status_code == 303
 
         assert gateway.cli("users", "set-password", "gina", "--password-stdin",
                            stdin="a brand new passphrase").returncode == 0
-        assert gina.get("/page").status_code == 401
+        within_a_second(status(gina, "/page", 401), "a password change")
         assert sign_in(gina, "gina").status_code == 401
         assert sign_in(gina, "gina", "a brand new passphrase").status_code == 303
 
         assert gateway.cli("users", "delete", "hal").returncode == 0
-        assert hal.get("/page").status_code == 401
+        within_a_second(status(hal, "/page", 401), "deleting a user")
 
 
 def test_readyz_and_healthz(gateway: Gateway) -> None:

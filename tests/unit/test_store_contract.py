@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,11 @@ from gateway.config import SessionSettings
 from gateway.store.base import DuplicateUser, Store, UnknownUser
 from gateway.store.sqlite import SqliteStore
 
-FACTORIES: dict[str, Callable[[Path], Store]] = {"sqlite": lambda tmp: SqliteStore(tmp / "var" / "test.db")}
+FACTORIES: dict[str, Callable[[Path], Store]] = {
+    "sqlite": lambda tmp: SqliteStore(tmp / "var" / "test.db"),
+    # The serving gateway's configuration: the whole contract must hold with the session cache on.
+    "sqlite+cache": lambda tmp: SqliteStore(tmp / "var" / "test.db", session_cache_ttl=1.0),
+}
 
 
 @pytest.fixture(params=sorted(FACTORIES))
@@ -242,3 +248,65 @@ async def test_user_agents_are_stored_without_control_characters(store: Store) -
     await sessions.start(user, "", "Moz\x1b]0;PWNED\x07\u202e<b>")
     (record,) = await store.list_sessions(user.id)
     assert record.user_agent.isprintable() and "PWNED" in record.user_agent and "\x1b" not in record.user_agent
+
+
+async def _poll(check: Callable[[], Awaitable[bool]], timeout: float) -> float:
+    """Seconds until ``check`` holds (a readiness poll; the test asserts on the bound)."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not seen within {timeout} s")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("change", ["revoke", "disable", "roles", "delete"])
+async def test_cached_rows_see_other_processes_writes_within_a_second(tmp_path: Path, change: str) -> None:
+    """The gateway caches session rows; the CLI (another connection) must still reach it within 1 s."""
+    path = tmp_path / "shared.db"
+    gateway, cli = SqliteStore(path, session_cache_ttl=1.0), SqliteStore(path)
+    await gateway.open()
+    await cli.open()
+    try:
+        user = await cli.add_user("alice", "h", ("admin",), 1.0)
+        await cli.create_session("s1", user.id, 10.0, "", "")
+        first = await gateway.get_session("s1")
+        assert first is not None and first.roles == ("admin",)
+        assert await gateway.get_session("s1") == first  # served again (from memory)
+        if change == "revoke":
+            await cli.delete_session("s1")
+        elif change == "disable":
+            await cli.set_disabled("alice", True)
+        elif change == "roles":
+            await cli.set_roles("alice", ("staff",))
+        else:
+            await cli.delete_user("alice")
+
+        async def seen() -> bool:
+            record = await gateway.get_session("s1")
+            if change == "disable":
+                return record is not None and record.user_disabled
+            if change == "roles":
+                return record is not None and record.roles == ("staff",)
+            return record is None
+
+        assert await _poll(seen, timeout=1.0) < 1.0
+    finally:
+        await gateway.close()
+        await cli.close()
+
+
+async def test_a_lookup_racing_a_local_write_cannot_cache_the_old_row(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "race.db", session_cache_ttl=1.0)
+    await store.open()
+    try:
+        user = await store.add_user("alice", "h", (), 1.0)
+        await store.create_session("s1", user.id, 10.0, "", "")
+        # Start many lookups and a revocation at once; once the revocation returned, none may see the row.
+        lookups = [asyncio.ensure_future(store.get_session("s1")) for _ in range(20)]
+        await asyncio.sleep(0)  # let the lookups send their queries first: they read the old row
+        await store.delete_session("s1")
+        await asyncio.gather(*lookups)
+        assert await store.get_session("s1") is None
+    finally:
+        await store.close()
