@@ -55,6 +55,23 @@ def wait_for(url: str, timeout: float = 20.0) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (workers), from /proc."""
+    total = 0.0
+    for task in [pid, *_children(pid)]:
+        fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return [c for child in found for c in (child, *_children(child))]
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -82,6 +99,8 @@ class Row:
     p50_ms: float
     p99_ms: float
     errors: str
+    requests: int = 0
+    cpu_us: float = 0.0  # CPU microseconds per request in the measured process (0: not measured)
 
 
 def _ms(text: str) -> float:
@@ -89,18 +108,21 @@ def _ms(text: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(name: str, url: str, headers: list[str], args: argparse.Namespace) -> Row:
+def wrk(name: str, url: str, headers: list[str], args: argparse.Namespace, pid: int | None = None) -> Row:
     command = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
     for header in headers:
         command += ["-H", header]
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run([*command, url], capture_output=True, text=True, timeout=args.duration + 60).stdout
+    cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    return Row(name, rps, p50, p99, errors.group(0) if errors else "")
+    return Row(name, rps, p50, p99, errors.group(0) if errors else "", requests, cpu * 1e6 / max(requests, 1))
 
 
 def write_gateway(directory: Path, upstream: str) -> tuple[Path, int]:
@@ -141,9 +163,9 @@ def caddy_row(upstream_port: int, args: argparse.Namespace, work: Path) -> Row |
         f":{port} {{\n\tbasic_auth {{\n\t\tbench {hashed}\n\t}}\n\treverse_proxy 127.0.0.1:{upstream_port}\n}}\n"
     )
     auth = "Authorization: Basic " + base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
-    with process(caddy, "run", "--config", str(caddyfile), "--adapter", "caddyfile"):
+    with process(caddy, "run", "--config", str(caddyfile), "--adapter", "caddyfile") as proc:
         wait_for(f"http://127.0.0.1:{port}/")
-        return wrk("caddy basic_auth", f"http://127.0.0.1:{port}/page", [auth], args)
+        return wrk("caddy basic_auth", f"http://127.0.0.1:{port}/page", [auth], args, proc.pid)
 
 
 def nginx_row(upstream_port: int, args: argparse.Namespace, work: Path) -> Row | None:
@@ -164,9 +186,9 @@ def nginx_row(upstream_port: int, args: argparse.Namespace, work: Path) -> Row |
         "    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }\n"
     )
     auth = "Authorization: Basic " + base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
-    with process(nginx, "-c", str(conf), "-p", str(work)):
+    with process(nginx, "-c", str(conf), "-p", str(work)) as proc:
         wait_for(f"http://127.0.0.1:{port}/")
-        return wrk("nginx auth_basic", f"http://127.0.0.1:{port}/page", [auth], args)
+        return wrk("nginx auth_basic", f"http://127.0.0.1:{port}/page", [auth], args, proc.pid)
 
 
 def _download(client: httpx.Client, size: int, pid: int) -> tuple[bool, float]:
@@ -218,12 +240,25 @@ def stream_figures(work: Path, mib: int) -> list[str]:
     return lines
 
 
+def _start_profile(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
+    """py-spy (pip install py-spy) samples the gateway during its wrk row: where the time goes."""
+    if not args.profile:
+        return None
+    spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    command = [spy, "record", "--pid", str(pid), "--duration", str(args.duration), "--rate", "200",
+               "--nonblocking", "--format", args.profile_format, "--output", args.profile]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk row")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--stream-mib", type=int, default=1024, help="size of the streaming runs (0: skip)")
     parser.add_argument("--no-peers", action="store_true", help="skip Caddy and nginx")
+    parser.add_argument("--profile", metavar="FILE", help="record a py-spy profile of the gateway's row into FILE")
+    parser.add_argument("--profile-format", default="speedscope", choices=["speedscope", "flamegraph", "raw"],
+                        help="py-spy output format (raw: collapsed stacks, for grep and sort)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -232,17 +267,21 @@ def main() -> None:
         work = Path(tmp)
         up_port = free_port()
         rows: list[Row] = []
-        with process(PYTHON, str(ROOT / "bench" / "fast_upstream.py"), "--port", str(up_port)):
+        with process(PYTHON, str(ROOT / "bench" / "fast_upstream.py"), "--port", str(up_port)) as fast:
             upstream = f"http://127.0.0.1:{up_port}"
             wait_for(upstream + "/")
-            rows.append(wrk("upstream direct", upstream + "/page", [], args))
+            rows.append(wrk("upstream direct", upstream + "/page", [], args, fast.pid))
             config, port = write_gateway(work / "gw", upstream)
             with process(PYTHON, "-m", "gateway", "--config", str(config), "serve") as gateway:
                 base = f"http://127.0.0.1:{port}"
                 wait_for(base + "/.gateway/healthz")
                 cookie = sign_in(base)
                 idle = rss_mib(gateway.pid)
-                rows.append(wrk("gateway (signed in)", base + "/page", [f"Cookie: {cookie}", f"User-Agent: {USER_AGENT}"], args))
+                spy = _start_profile(gateway.pid, args)
+                rows.append(wrk("gateway (signed in)", base + "/page", [f"Cookie: {cookie}", f"User-Agent: {USER_AGENT}"],
+                                args, gateway.pid))
+                if spy is not None:
+                    spy.wait(args.duration + 30)
                 loaded = rss_mib(gateway.pid)
             if not args.no_peers:
                 for make in (caddy_row, nginx_row):
@@ -251,9 +290,11 @@ def main() -> None:
                         rows.append(row)
 
         print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s, small authenticated GET, {os.cpu_count()} cores")
-        print(f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}  errors")
+        print(f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU us/req':>12}  errors")
         for row in rows:
-            print(f"{row.name:<22}{row.rps:>10,.0f}{row.p50_ms:>10.2f}{row.p99_ms:>10.2f}  {row.errors}")
+            print(f"{row.name:<22}{row.rps:>10,.0f}{row.p50_ms:>10.2f}{row.p99_ms:>10.2f}{row.cpu_us:>12.0f}  {row.errors}")
+        print("CPU us/req: CPU time of that row's server process(es) per request (the proxy alone, not the"
+              " upstream): steadier than req/s on a busy machine.")
         caddy = next((r for r in rows if r.name.startswith("caddy")), None)
         ours = next(r for r in rows if r.name.startswith("gateway"))
         if caddy is not None:

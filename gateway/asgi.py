@@ -71,7 +71,7 @@ async def send_simple(send: Send, status: int, headers: list[tuple[bytes, bytes]
 LONG_RESPONSE = 1024 * 1024
 
 
-def _long_response(content_length: str | None) -> bool:
+def _long_response(content_length: bytes | None) -> bool:
     """Streams of unknown length (SSE, chunked) or over 1 MiB are worth watching for a disconnect."""
     if content_length is None:
         return True
@@ -195,22 +195,22 @@ class Gateway:
         target = canonical.forward + ("?" + query.decode("latin-1") if query else "")
         body = RequestBody(receive) if has_body(headers) else None
         response = await upstream.send(method, target, outgoing, body.__aiter__() if body else None)
-        if not 200 <= response.status_code <= 599:
+        if not 200 <= response.status <= 599:
             # 101 needs the WebSocket relay; other 1xx are consumed by the client library; beyond
             # 599 no status line can be written. None of them can be relayed as they are.
             await response.aclose()
-            log.warning("upstream answered with status %d, which cannot be relayed", response.status_code)
+            log.warning("upstream answered with status %d, which cannot be relayed", response.status)
             raise BadGateway()
         watch: DisconnectWatch | None = None
         try:
             public = self._public_origin(scope, headers, peer)
             response_headers = downstream_response_headers(
-                response.headers.raw, self.rules, upstream_origin=upstream.origin, public_origin=public
+                response.headers, self.rules, upstream_origin=upstream.origin, public_origin=public
             )
-            await send({"type": "http.response.start", "status": response.status_code, "headers": response_headers})
-            if (body is None or body.finished) and _long_response(response.headers.get("content-length")):
+            await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
+            if (body is None or body.finished) and _long_response(response.header(b"content-length")):
                 watch = DisconnectWatch(receive)
-            async for chunk in response.stream:  # type: ignore[union-attr]
+            async for chunk in response.stream:
                 if watch is not None and watch.gone:
                     log.info("client went away during %s %s; upstream response dropped", method, canonical.decision)
                     return

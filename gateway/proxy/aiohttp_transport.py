@@ -1,4 +1,4 @@
-"""An httpx transport over aiohttp's client, written for a proxy.
+"""The default upstream transport: aiohttp's client connection pool, driven for a proxy.
 
 Why not httpx-aiohttp's: it hands aiohttp the URL as text, and aiohttp (yarl) re-normalises it
 (``?q=%2F`` becomes ``?q=/``), so the upstream would not get exactly the target the policy decided
@@ -16,31 +16,27 @@ import httpx
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.proxy.forward import HeaderList, Timeouts, UpstreamResponse
+
 CHUNK = 64 * 1024
 
 
-class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_chunked(CHUNK):
-                yield chunk
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc)) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc)) from exc
-
-    async def aclose(self) -> None:
-        self._response.release()
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.content.iter_chunked(CHUNK):
+            yield chunk
+    except TimeoutError as exc:
+        raise httpx.ReadTimeout(str(exc)) from exc
+    except aiohttp.ClientError as exc:
+        raise httpx.ReadError(str(exc)) from exc
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
+class AiohttpTransport:
     def __init__(self, max_connections: int, keepalive: float = 30.0) -> None:
         self._max_connections = max_connections
         self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created inside the running loop, on first use
@@ -51,30 +47,31 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return self._session
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeout = request.extensions.get("timeout", {})
-        headers = CIMultiDict(
+    def _timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        if self._timeouts is None or self._timeouts[0] is not timeouts:  # the same dict on every request
+            self._timeouts = (timeouts, aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read"),
+                connect=timeouts.get("pool"),
+            ))
+        return self._timeouts[1]
+
+    async def send(
+        self, method: str, url: str, headers: HeaderList, body: AsyncIterator[bytes] | None, timeouts: Timeouts
+    ) -> UpstreamResponse:
+        outgoing = CIMultiDict(
             (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in request.headers.raw
+            for name, value in headers
             if name.lower() != b"transfer-encoding"  # aiohttp frames a streamed body itself
         )
-        body: bytes | httpx.AsyncByteStream | None
-        try:
-            body = request.content or None  # built from bytes (or nothing): no body, or a known one
-        except httpx.RequestNotRead:
-            body = request.stream  # type: ignore[assignment]  # streamed from the client as it arrives
         try:
             response = await self._client().request(
-                request.method,
-                URL(str(request.url), encoded=True),
-                headers=headers,
+                method,
+                URL(url, encoded=True),
+                headers=outgoing,
                 data=body,
                 allow_redirects=False,
                 compress=None,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeout.get("connect"), sock_read=timeout.get("read"),
-                    connect=timeout.get("pool"),
-                ),
+                timeout=self._timeout(timeouts),
             )
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(str(exc)) from exc
@@ -86,8 +83,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.RemoteProtocolError(str(exc)) from exc
         except ValueError as exc:  # a header aiohttp will not write (control characters): the client's fault
             raise httpx.LocalProtocolError(str(exc)) from exc
-        return httpx.Response(response.status, headers=response.raw_headers, stream=_ResponseStream(response),
-                              request=request, extensions={"http_version": b"HTTP/1.1"})
+
+        async def close() -> None:
+            response.release()
+
+        return UpstreamResponse(response.status, list(response.raw_headers), _chunks(response), close)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -12,6 +12,7 @@ def test_cookie_round_trip_and_forgery() -> None:
     codec = SessionCookie(KEY, "gateway_session", 3600)
     token = codec.dump("abc_DEF-123")
     assert codec.load(token) == "abc_DEF-123"
+    assert codec.load(token) == "abc_DEF-123"  # remembered: the same answer without re-verifying
     assert SessionCookie("t" * 48, "gateway_session", 3600).load(token) is None  # other key
     for bad in ("", "garbage", token[:-2] + "xx", token + "x", "x" * 1000, "a.b.c", "\u00e9.\u00e9.\u00e9"):
         assert codec.load(bad) is None
