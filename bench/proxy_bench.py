@@ -125,14 +125,14 @@ def wrk(name: str, url: str, headers: list[str], args: argparse.Namespace, pid: 
     return Row(name, rps, p50, p99, errors.group(0) if errors else "", requests, cpu * 1e6 / max(requests, 1))
 
 
-def write_gateway(directory: Path, upstream: str) -> tuple[Path, int]:
+def write_gateway(directory: Path, upstream: str, workers: int = 1) -> tuple[Path, int]:
     port = free_port()
     (directory / "policies").mkdir(parents=True)
     (directory / "policies" / "all.yaml").write_text('rules:\n  - paths: ["/**"]\n    allow: authenticated\n')
     (directory / "secret.key").write_text(secrets.token_urlsafe(48))
     config = directory / "gateway.toml"
     config.write_text(
-        f'[server]\nport = {port}\nsecret_key_file = "secret.key"\n[upstream]\nurl = "{upstream}"\n'
+        f'[server]\nport = {port}\nworkers = {workers}\nsecret_key_file = "secret.key"\n[upstream]\nurl = "{upstream}"\n'
         '[session]\nsecure_cookie = false\n[store]\npath = "gateway.db"\n[policy]\ndir = "policies"\n'
         '[log]\nlevel = "warning"\n'
     )
@@ -256,6 +256,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--stream-mib", type=int, default=1024, help="size of the streaming runs (0: skip)")
     parser.add_argument("--no-peers", action="store_true", help="skip Caddy and nginx")
+    parser.add_argument("--workers", type=lambda text: [int(n) for n in text.split(",")],
+                        default=sorted({1, os.cpu_count() or 1}), help="gateway rows to run, e.g. 1,2 (default: 1 and the core count)")
     parser.add_argument("--profile", metavar="FILE", help="record a py-spy profile of the gateway's row into FILE")
     parser.add_argument("--profile-format", default="speedscope", choices=["speedscope", "flamegraph", "raw"],
                         help="py-spy output format (raw: collapsed stacks, for grep and sort)")
@@ -267,22 +269,26 @@ def main() -> None:
         work = Path(tmp)
         up_port = free_port()
         rows: list[Row] = []
+        memory: list[str] = []
         with process(PYTHON, str(ROOT / "bench" / "fast_upstream.py"), "--port", str(up_port)) as fast:
             upstream = f"http://127.0.0.1:{up_port}"
             wait_for(upstream + "/")
             rows.append(wrk("upstream direct", upstream + "/page", [], args, fast.pid))
-            config, port = write_gateway(work / "gw", upstream)
-            with process(PYTHON, "-m", "gateway", "--config", str(config), "serve") as gateway:
-                base = f"http://127.0.0.1:{port}"
-                wait_for(base + "/.gateway/healthz")
-                cookie = sign_in(base)
-                idle = rss_mib(gateway.pid)
-                spy = _start_profile(gateway.pid, args)
-                rows.append(wrk("gateway (signed in)", base + "/page", [f"Cookie: {cookie}", f"User-Agent: {USER_AGENT}"],
-                                args, gateway.pid))
-                if spy is not None:
-                    spy.wait(args.duration + 30)
-                loaded = rss_mib(gateway.pid)
+            for workers in args.workers:
+                config, port = write_gateway(work / f"gw{workers}", upstream, workers)
+                with process(PYTHON, "-m", "gateway", "--config", str(config), "serve") as gateway:
+                    base = f"http://127.0.0.1:{port}"
+                    wait_for(base + "/.gateway/healthz")
+                    cookie = sign_in(base)
+                    idle = rss_mib(gateway.pid) + sum(rss_mib(c) for c in _children(gateway.pid))
+                    spy = _start_profile(gateway.pid, args) if workers == 1 else None
+                    name = f"gateway, {workers} worker{'s' if workers > 1 else ''}"
+                    rows.append(wrk(name, base + "/page", [f"Cookie: {cookie}", f"User-Agent: {USER_AGENT}"],
+                                    args, gateway.pid))
+                    if spy is not None:
+                        spy.wait(args.duration + 30)
+                    loaded = rss_mib(gateway.pid) + sum(rss_mib(c) for c in _children(gateway.pid))
+                    memory.append(f"{name}: RSS {idle:.0f} MiB idle, {loaded:.0f} MiB after its run (all processes)")
             if not args.no_peers:
                 for make in (caddy_row, nginx_row):
                     row = make(up_port, args, work)
@@ -296,11 +302,12 @@ def main() -> None:
         print("CPU us/req: CPU time of that row's server process(es) per request (the proxy alone, not the"
               " upstream): steadier than req/s on a busy machine.")
         caddy = next((r for r in rows if r.name.startswith("caddy")), None)
-        ours = next(r for r in rows if r.name.startswith("gateway"))
-        if caddy is not None:
-            print(f"gateway / caddy: {ours.rps / caddy.rps:.2f}x requests/s (target >= 0.5x), "
-                  f"p99 {ours.p99_ms / caddy.p99_ms:.2f}x (target <= 2x)")
-        print(f"gateway RSS: {idle:.0f} MiB idle, {loaded:.0f} MiB after the run")
+        for ours in (r for r in rows if r.name.startswith("gateway")):
+            if caddy is not None:
+                print(f"{ours.name} / caddy: {ours.rps / caddy.rps:.2f}x requests/s (target >= 0.5x), "
+                      f"p99 {ours.p99_ms / caddy.p99_ms:.2f}x (target <= 2x)")
+        for line in memory:
+            print(line)
         if args.stream_mib:
             print()
             for line in stream_figures(work, args.stream_mib):

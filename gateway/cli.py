@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -152,12 +151,14 @@ def main() -> None:
 def serve(ctx: click.Context) -> None:
     """Run the gateway (listens on [server] host:port, forwards to [upstream] url)."""
     settings = settings_from(ctx, require_secret=True)
-    logging.basicConfig(level=settings.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    configure_audit_log()
+    from gateway.server import configure_logging
     from gateway.server import serve as run_server
 
+    configure_logging(settings)
+
     async def preflight() -> None:
-        # Fail here with one line, not later inside the server's start-up with a traceback.
+        # Fail here with one line, not later inside the server's start-up with a traceback. This
+        # also migrates the store once, before any worker process opens it.
         store = SqliteStore(settings.store.path)
         await store.open()
         await store.close()
@@ -168,6 +169,7 @@ def serve(ctx: click.Context) -> None:
         fail(f"store.path: {exc}")
 
     try:
+        load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)  # workers would crash on it
         run_server(settings)
     except PolicyError as exc:
         for problem in exc.problems:

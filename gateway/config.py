@@ -40,6 +40,7 @@ class ServerSettings:
     secret_key: str | None  # None only for commands that never sign anything
     trusted_proxies: tuple[Network, ...]
     public_url: str | None  # external origin, e.g. https://app.example.com; else taken from Host
+    workers: int = 1  # server processes sharing the listening socket
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +266,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("server", "secret_key_file"): (_optional_str, None),
     ("server", "trusted_proxies"): (_networks, []),
     ("server", "public_url"): (_optional_origin, None),
+    ("server", "workers"): (_int_in(1, 64), 1),
     ("upstream", "url"): (_origin, "http://127.0.0.1:8081"),
     ("upstream", "connect_timeout"): (_seconds, "5s"),
     ("upstream", "read_timeout"): (_seconds, "60s"),
@@ -380,6 +382,7 @@ def load_settings(
             secret_key=secret,
             trusted_proxies=get("server", "trusted_proxies"),
             public_url=get("server", "public_url"),
+            workers=get("server", "workers"),
         ),
         upstream=UpstreamSettings(
             url=get("upstream", "url"),
