@@ -26,7 +26,7 @@ from gateway.pages import PAGE_HEADERS
 from gateway.policy import Policy, PolicyError, load_policy
 from gateway.policy.watcher import PolicyWatcher
 from gateway.proxy.forward import Upstream
-from gateway.proxy.headers import HeaderRules
+from gateway.proxy.headers import HeaderRules, transport_security_headers
 from gateway.services import PolicyState, Services
 from gateway.status import bp as status_bp
 from gateway.store.sqlite import SqliteStore
@@ -88,6 +88,7 @@ def create_app(
         upstream_host=urlsplit(settings.upstream.url).netloc.encode(),
         preserve_host=settings.upstream.preserve_host,
         trusted_proxies=settings.server.trusted_proxies,
+        response_headers=transport_security_headers(settings.server),
     )
     gateway = Gateway(app, services, rules)
 
@@ -126,10 +127,12 @@ def create_app(
         await audit.stop()
         await store.close()
 
+    every_page = [(name.decode(), value.decode()) for name, value in (*PAGE_HEADERS, *rules.response_headers)]
+
     @app.after_request
     async def page_headers(response: Response) -> Response:
-        for name, value in PAGE_HEADERS:
-            response.headers.setdefault(name.decode(), value.decode())
+        for name, value in every_page:
+            response.headers.setdefault(name, value)
         return response
 
     @app.errorhandler(GatewayError)

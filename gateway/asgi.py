@@ -63,6 +63,15 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     return None
 
 
+def _last_header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The last line of a header: a trusted proxy's own line comes after any the client sent."""
+    found: bytes | None = None
+    for key, value in headers:
+        if key == name:
+            found = value
+    return None if found is None else found.decode("latin-1")
+
+
 async def send_simple(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -136,7 +145,7 @@ class Gateway:
     async def _refuse(self, scope: Scope, send: Send, error: GatewayError, user: str | None = None) -> None:
         html = wants_html(_header(scope["headers"], b"accept"))
         status, headers, body = render_error(error, html, user)
-        await send_simple(send, status, headers, body)
+        await send_simple(send, status, [*headers, *self.rules.response_headers], body)
 
     async def _identify(self, headers: list[tuple[bytes, bytes]], client: str) -> tuple[ActiveSession | None, bool]:
         """The live session named by the cookie, and whether a cookie was sent at all."""
@@ -226,14 +235,12 @@ class Gateway:
             await response.aclose()
 
     def _public_origin(self, scope: Scope, headers: list[tuple[bytes, bytes]], peer: str | None) -> str:
-        def text(name: bytes) -> str | None:
-            value = _header(headers, name)
-            return None if value is None else value.decode("latin-1")
-
+        host = _header(headers, b"host")
         return public_origin(
             public_url=self.services.settings.server.public_url, scheme=scope.get("scheme", "http"),
-            host=text(b"host") or "", peer=peer, forwarded_proto=text(b"x-forwarded-proto"),
-            forwarded_host=text(b"x-forwarded-host"), networks=self.rules.trusted_proxies,
+            host=host.decode("latin-1") if host else "", peer=peer,
+            forwarded_proto=_last_header(headers, b"x-forwarded-proto"),
+            forwarded_host=_last_header(headers, b"x-forwarded-host"), networks=self.rules.trusted_proxies,
         )
 
     async def _ask_for_sign_in(self, scope: Scope, send: Send, *, clear_cookie: bool, reauth: bool) -> None:
@@ -248,10 +255,10 @@ class Gateway:
             original = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
             location = f"{LOGIN_PATH}?next={quote(original, safe='')}" + ("&reauth=1" if reauth else "")
             await send_simple(send, 302, [(b"location", location.encode()), (b"cache-control", b"no-store"),
-                                          (b"content-length", b"0"), *extra])
+                                          (b"content-length", b"0"), *extra, *self.rules.response_headers])
             return
         status, out, body = render_error(ReauthenticationRequired() if reauth else Unauthorized(), False)
-        await send_simple(send, status, out + extra, body)
+        await send_simple(send, status, [*out, *extra, *self.rules.response_headers], body)
 
     def _expire_cookie(self) -> bytes:
         name = self.services.cookie.name

@@ -8,8 +8,10 @@ is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import errno
 import getpass
 import json
+import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -21,10 +23,28 @@ import click
 
 from gateway.audit import Audit, audit_line, configure_audit_log
 from gateway.auth.accounts import Accounts, check_user_name, parse_roles
-from gateway.auth.passwords import MAX_LENGTH, Passwords, WeakPassword
+from gateway.auth.passwords import MAX_LENGTH, Passwords, WeakPassword, check_strength
 from gateway.auth.sessions import SessionManager, printable, short_id
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.durations import parse_duration
+from gateway.init import (
+    DEFAULT_ADMIN,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_UPSTREAM,
+    POLICY_FILE,
+    POLICY_FOLDER,
+    SECRET_FILE,
+    STORE_FILE,
+    STORE_FOLDER,
+    InitOptions,
+    Writer,
+    check_options,
+    config_file,
+    first_clash,
+    store_files,
+    write_files,
+)
 from gateway.policy import PolicyError, Principal, load_policy
 from gateway.policy.analysis import explain, shadowed_rules, unheld_roles
 from gateway.store.base import AuditRecord, SessionRecord, StoreError
@@ -80,26 +100,30 @@ def run_with_accounts(
 ) -> T:
     """Run ``action`` against the store; on success record the audit event ``audit(result)`` names."""
     settings = settings_from(ctx)
-
-    async def run() -> T:
-        store = SqliteStore(settings.store.path)
-        await store.open()
-        try:
-            result = await action(Accounts(store, Passwords(settings.passwords)), store)
-            if audit is not None:
-                event, fields = audit(result)
-                configure_audit_log()  # the same JSON line as the gateway's, on this command's stderr
-                trail = Audit(store)
-                trail.record(event, by="cli", operator=operator(), **fields)
-                await trail.flush()
-            return result
-        finally:
-            await store.close()
-
     try:
-        return asyncio.run(run())
+        return asyncio.run(with_accounts(settings, action, audit))
     except (StoreError, WeakPassword) as exc:
         fail(str(exc))
+
+
+async def with_accounts(
+    settings: Settings,
+    action: Callable[[Accounts, SqliteStore], Awaitable[T]],
+    audit: Callable[[T], tuple[str, dict[str, Any]]] | None = None,
+) -> T:
+    store = SqliteStore(settings.store.path)
+    await store.open()
+    try:
+        result = await action(Accounts(store, Passwords(settings.passwords)), store)
+        if audit is not None:
+            event, fields = audit(result)
+            configure_audit_log()  # the same JSON line as the gateway's, on this command's stderr
+            trail = Audit(store)
+            trail.record(event, by="cli", operator=operator(), **fields)
+            await trail.flush()
+        return result
+    finally:
+        await store.close()
 
 
 def read_password(from_stdin: bool) -> str:
@@ -143,6 +167,93 @@ def valid_roles(text: str) -> tuple[str, ...]:
 def main() -> None:
     """Authentication gateway: sign-in pages, a role policy and a streaming reverse proxy
     in front of an unmodified web app."""
+
+
+@main.command("init")
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path), metavar="[DIR]")
+@click.option("--upstream", default=DEFAULT_UPSTREAM, show_default=True, metavar="URL",
+              help="The app behind the gateway: scheme://host:port.")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port to listen on.")
+@click.option("--admin", "admin_name", default=DEFAULT_ADMIN, show_default=True, metavar="NAME",
+              help="Name of the first user, who gets the role admin.")
+@click.option("--password-stdin", is_flag=True, help="Read the admin's password from standard input instead of prompting.")
+@click.option("--insecure-cookie", is_flag=True,
+              help="Write session.secure_cookie = false, for a plain-http trial on another host than 127.0.0.1.")
+@click.pass_context
+def init(ctx: click.Context, directory: Path, upstream: str, host: str, port: int, admin_name: str,
+         password_stdin: bool, insecure_cookie: bool) -> None:
+    """Set up a new gateway in DIR (default: the current folder; created if missing).
+
+    Writes DIR/gateway.toml (every setting explained), DIR/secret.key (readable only by you),
+    an example policy in DIR/policies/ and the store DIR/var/gateway.db holding the first user,
+    an admin, whose password is asked twice (or read with --password-stdin). Then checks the
+    policy and prints the command that starts the gateway.
+
+    Never overwrites: if any of these files exists, nothing is changed (exit 1). A refused password
+    or any other failure leaves nothing behind, so init can simply be run again."""
+    if (ctx.find_root().obj or {}).get("config"):
+        fail("init writes DIR/gateway.toml itself: give the folder as DIR, not --config", 2)
+    options = InitOptions(upstream=upstream, host=host, port=port, secure_cookie=not insecure_cookie)
+    for problem in check_options(options):
+        fail(problem, 2)
+    valid_name(admin_name)
+    clash = first_clash(directory)
+    if clash is not None:
+        fail(f"{clash} already exists; init never overwrites (nothing was changed)")
+    password = read_password(password_stdin)
+    try:
+        check_strength(password, admin_name)  # before any file exists: a refusal leaves nothing to clean
+    except WeakPassword as exc:
+        fail(f"{exc} (nothing was written)")
+
+    config = config_file(directory)
+    writer = Writer()
+    try:
+        write_files(directory, options, writer)
+        settings = load_settings(config, require_secret=True)
+        store = store_files(settings.store.path)  # elsewhere than DIR/var only by GATEWAY_STORE_PATH
+        for path in store:
+            if path.exists():
+                raise FileExistsError(errno.EEXIST, "exists", str(path))
+        writer.adopt(store)  # SQLite creates these; a failure removes them with the rest
+        asyncio.run(with_accounts(
+            settings, lambda accounts, _: accounts.add(admin_name, password, ("admin",)),
+            lambda added: ("user.added", {"user": added.name, "roles": list(added.roles)}),
+        ))
+    except BaseException as exc:
+        writer.undo()
+        if isinstance(exc, FileExistsError):
+            fail(f"{exc.filename} already exists; init never overwrites (nothing was changed)")
+        if isinstance(exc, ConfigError):
+            for problem in exc.problems:
+                click.echo(f"gateway: {problem}", err=True)
+            fail("the new config does not load (nothing was left behind)", 2)
+        if isinstance(exc, (StoreError, WeakPassword)):
+            fail(f"{exc} (nothing was left behind)")
+        if isinstance(exc, OSError):
+            fail(f"cannot write {exc.filename or directory}: {exc.strerror} (nothing was left behind)")
+        raise
+
+    default_store = directory / STORE_FOLDER / STORE_FILE
+    store_path = default_store if settings.store.path == default_store.resolve() else settings.store.path
+    for path, what in ((config, "the configuration, every setting explained"),
+                       (directory / SECRET_FILE, "the key that signs session cookies, readable only by you"),
+                       (directory / POLICY_FOLDER / POLICY_FILE, "an example policy"),
+                       (store_path, f"the store, with user {admin_name} (role admin)")):
+        click.echo(f"created {path}: {what}")
+    click.echo("policy check:")
+    status = report_policy(settings.policy.dir, settings.policy.case_insensitive, settings)
+    scheme = "https" if settings.server.tls else "http"
+    shown_host = f"[{settings.server.host}]" if ":" in settings.server.host else settings.server.host
+    click.echo("next, start the gateway:")
+    click.echo(f"  gateway --config {shlex.quote(str(config))} serve")
+    click.echo(f"then open {scheme}://{shown_host}:{settings.server.port}/ and sign in as {admin_name}.")
+    if settings.session.secure_cookie:
+        click.echo("The session cookie is Secure: beyond 127.0.0.1/localhost browsers need HTTPS "
+                   "([server] certfile/keyfile, or a TLS terminator).")
+    if status:
+        sys.exit(status)
 
 
 @main.command()
@@ -231,13 +342,19 @@ def policy_check(ctx: click.Context, directory: str | None) -> None:
     Errors (exit 2) stop the gateway from loading the policy. Warnings (exit 0) name rules that can
     never decide anything and roles that no user holds."""
     folder, case_insensitive, _, settings = _policy_settings(ctx, directory)
+    if report_policy(folder, case_insensitive, settings) != 0:
+        sys.exit(2)
+
+
+def report_policy(folder: Path, case_insensitive: bool, settings: Settings | None) -> int:
+    """Print what `policy check` prints; 2 when the policy cannot be loaded, else 0."""
     try:
         loaded = load_policy(folder, case_insensitive=case_insensitive)
     except PolicyError as exc:
         for problem in exc.problems:
             click.echo(f"{problem.file}:{problem.line}: error: {problem.message}")
         click.echo(f"{len(exc.problems)} error(s): the policy cannot be loaded", err=True)
-        sys.exit(2)
+        return 2
     findings = [*loaded.warnings, *shadowed_rules(loaded)]
     held = _held_roles(settings)
     if held is not None:
@@ -250,6 +367,7 @@ def policy_check(ctx: click.Context, directory: str | None) -> None:
     if held is None:
         summary += " (no user store found: roles not checked)"
     click.echo(summary, err=True)
+    return 0
 
 
 @policy.command("explain")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ class ServerSettings:
     trusted_proxies: tuple[Network, ...]
     public_url: str | None  # external origin, e.g. https://app.example.com; else taken from Host
     workers: int = 1  # server processes sharing the listening socket
+    # TLS served by the gateway itself: both files or neither (checked, and loaded once, at start).
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    hsts: bool = True  # Strict-Transport-Security on every response, whenever the browser uses HTTPS
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +276,9 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("server", "trusted_proxies"): (_networks, []),
     ("server", "public_url"): (_optional_origin, None),
     ("server", "workers"): (_int_in(1, 64), 1),
+    ("server", "certfile"): (_optional_str, None),
+    ("server", "keyfile"): (_optional_str, None),
+    ("server", "hsts"): (_bool, True),
     ("upstream", "url"): (_origin, "http://127.0.0.1:8081"),
     ("upstream", "connect_timeout"): (_seconds, "5s"),
     ("upstream", "read_timeout"): (_seconds, "60s"),
@@ -309,7 +321,9 @@ def load_settings(
     *,
     require_secret: bool = False,
 ) -> Settings:
-    """Read, override, validate; raise ConfigError listing every problem."""
+    """Read, override, validate; raise ConfigError listing every problem.
+
+    ``require_secret`` adds what only ``serve`` needs: the secret key, and TLS files that load."""
     env = os.environ if env is None else env
     path = config_path(explicit, env)
     problems: list[str] = []
@@ -360,6 +374,10 @@ def load_settings(
     base = path.resolve().parent
     secret, secret_problems = _secret(parsed.get(("server", "secret_key_file")), env, base, path, require_secret)
     problems.extend(secret_problems)
+    certfile, keyfile, tls_problems = _tls_files(
+        parsed.get(("server", "certfile")), parsed.get(("server", "keyfile")), base, path, check=require_secret
+    )
+    problems.extend(tls_problems)
     warnings: list[str] = []
     if parsed.get(("session", "secure_cookie")) is False:
         warnings.append(
@@ -383,6 +401,9 @@ def load_settings(
             trusted_proxies=get("server", "trusted_proxies"),
             public_url=get("server", "public_url"),
             workers=get("server", "workers"),
+            certfile=certfile,
+            keyfile=keyfile,
+            hsts=get("server", "hsts"),
         ),
         upstream=UpstreamSettings(
             url=get("upstream", "url"),
@@ -425,6 +446,37 @@ def _env_key(name: str) -> tuple[str, str] | None:
     rest = name[len("GATEWAY_") :].lower()
     section, _, key = rest.partition("_")
     return (section, key) if (section, key) in SCHEMA else None
+
+
+def _tls_files(
+    certfile: str | None, keyfile: str | None, base: Path, path: Path, *, check: bool
+) -> tuple[Path | None, Path | None, list[str]]:
+    """Both or neither; with ``check`` (serve) the pair must also load, so a bad file is one clear
+    line here rather than a traceback from inside the server's start-up."""
+    if certfile is None and keyfile is None:
+        return None, None, []
+    if certfile is None or keyfile is None:
+        given, missing = ("certfile", "keyfile") if keyfile is None else ("keyfile", "certfile")
+        return None, None, [f"{path}: server.{missing}: needed with server.{given} (give both files, or neither)"]
+    cert, key = base / certfile, base / keyfile
+    problems: list[str] = []
+    if check:
+        for name, file in (("certfile", cert), ("keyfile", key)):
+            try:
+                with file.open("rb") as handle:
+                    handle.read(1)
+            except OSError as exc:
+                problems.append(f"{path}: server.{name}: cannot read {file}: {exc.strerror}")
+        if not problems:
+            try:
+                # An empty password makes an encrypted key fail here instead of prompting on a terminal.
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key, password=b"")
+            except (ssl.SSLError, OSError) as exc:
+                problems.append(
+                    f"{path}: server.certfile/keyfile: cannot load {cert} with {key} "
+                    f"(PEM certificate chain and its unencrypted private key expected): {exc}"
+                )
+    return cert, key, problems
 
 
 def _secret(

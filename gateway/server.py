@@ -38,7 +38,8 @@ def worker_app() -> Gateway:
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
-    return {
+    """What the ASGI server needs from the settings, in one place so the server can change."""
+    options: dict[str, Any] = {
         "host": settings.server.host,
         "port": settings.server.port,
         "lifespan": "on",
@@ -51,12 +52,17 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "log_level": settings.log.level,
         "timeout_graceful_shutdown": 10,
     }
+    if settings.server.tls:
+        # The files were checked (both given, readable, a matching pair) when the settings loaded.
+        options["ssl_certfile"] = str(settings.server.certfile)
+        options["ssl_keyfile"] = str(settings.server.keyfile)
+    return options
 
 
 def serve(settings: Settings) -> None:
     logging.getLogger("gateway").info(
-        "gateway listening on http://%s:%d with %d worker(s), forwarding to %s", settings.server.host,
-        settings.server.port, settings.server.workers, settings.upstream.url,
+        "gateway listening on %s://%s:%d with %d worker(s), forwarding to %s", "https" if settings.server.tls else "http",
+        settings.server.host, settings.server.port, settings.server.workers, settings.upstream.url,
     )
     options = server_options(settings)
     if settings.server.workers == 1:

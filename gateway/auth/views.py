@@ -55,14 +55,20 @@ def _page(template: str, status: int = 200, **context: object) -> Response:
     return response
 
 
+def _last_line(name: str) -> str | None:
+    """A trusted proxy's own line of a header comes after any copy the client sent."""
+    lines = request.headers.getlist(name)
+    return lines[-1] if lines else None
+
+
 def _post_allowed(form_token: str | None) -> bool:
     """Refuse cross-site posts outright (403); False when the CSRF token does not match."""
     services = current_services()
     client = request.scope.get("client")
     expected = public_origin(
         public_url=services.settings.server.public_url, scheme=request.scheme, host=request.headers.get("Host", ""),
-        peer=client[0] if client else None, forwarded_proto=request.headers.get("X-Forwarded-Proto"),
-        forwarded_host=request.headers.get("X-Forwarded-Host"), networks=services.settings.server.trusted_proxies,
+        peer=client[0] if client else None, forwarded_proto=_last_line("X-Forwarded-Proto"),
+        forwarded_host=_last_line("X-Forwarded-Host"), networks=services.settings.server.trusted_proxies,
     )
     if not origin_allowed(request.headers.get("Origin"), expected):
         raise Forbidden("Cross-site form submission refused.")

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
-from gateway.config import Network
+from gateway.config import Network, ServerSettings
 from gateway.policy import Principal
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
@@ -83,6 +83,22 @@ def client_address(peer: str | None, forwarded_for: Sequence[str], networks: Seq
     return hops[0] if hops else peer or ""
 
 
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+
+
+def transport_security_headers(server: ServerSettings) -> tuple[tuple[bytes, bytes], ...]:
+    """Headers for every response, decided once at start: HSTS when browsers reach us over HTTPS,
+    that is when the gateway serves TLS itself or its declared public_url is https (a terminator
+    in front). Over plain HTTP a browser ignores HSTS, and a localhost trial must stay reachable."""
+    over_https = server.tls or (server.public_url or "").startswith("https://")
+    return (HSTS,) if server.hsts and over_https else ()
+
+
+def _last(value: str | None) -> str:
+    """The right-most item: the one our trusted peer set, even when it appended to a client's copy."""
+    return (value or "").rsplit(",", 1)[-1].strip()
+
+
 def public_origin(
     *,
     public_url: str | None,
@@ -93,12 +109,17 @@ def public_origin(
     forwarded_host: str | None,
     networks: Sequence[Network],
 ) -> str:
-    """The origin the browser used: [server] public_url, else a trusted proxy's word, else our own view."""
+    """The origin the browser used: [server] public_url, else a trusted proxy's word, else our own view.
+
+    ``forwarded_proto``/``forwarded_host`` are the LAST such header lines: only the peer's own word
+    counts, so a client's copy that a proxy appended to (or added a line after) never wins."""
     if public_url:
         return public_url
     if is_trusted(peer, networks):
-        scheme = (forwarded_proto or scheme).split(",")[0].strip() or scheme
-        host = (forwarded_host or host).split(",")[0].strip() or host
+        proto = _last(forwarded_proto).lower()
+        if proto in ("http", "https"):
+            scheme = proto
+        host = _last(forwarded_host) or host
     return f"{scheme}://{host}"
 
 
@@ -112,13 +133,18 @@ class HeaderRules:
     upstream_host: bytes  # sent as Host unless preserve_host
     preserve_host: bool
     trusted_proxies: tuple[Network, ...]
+    # Added to every response the browser gets, proxied or the gateway's own (HSTS); the app's
+    # copies of these names are replaced, not doubled.
+    response_headers: tuple[tuple[bytes, bytes], ...] = ()
     # Derived once here, not per request: normalised identity names and lower-cased cookie names.
     identity: frozenset[bytes] = field(init=False)
     cookie_names_folded: frozenset[bytes] = field(init=False)
+    replaced_response_names: frozenset[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "identity", frozenset({normalize(self.user_header), normalize(self.roles_header)}))
         object.__setattr__(self, "cookie_names_folded", frozenset(n.lower() for n in self.cookie_names))
+        object.__setattr__(self, "replaced_response_names", frozenset(n.lower() for n, _ in self.response_headers))
 
 
 def upstream_request_headers(
@@ -191,21 +217,23 @@ def downstream_response_headers(
     """The upstream's response headers as sent to the browser.
 
     Drops hop-by-hop headers and any Set-Cookie for the gateway's own cookies (the app must not be
-    able to plant or clear the gateway's session), and rewrites a Location that points at the
-    upstream's own address to the gateway's.
+    able to plant or clear the gateway's session), rewrites a Location that points at the
+    upstream's own address to the gateway's, and adds the gateway's own response headers (HSTS).
     """
     headers = list(headers)
     nominated = connection_tokens(headers)
+    replaced = rules.replaced_response_names
     out: HeaderList = []
     for name, value in headers:
         key = name.lower()
-        if key in HOP_BY_HOP or key in nominated or key == b"date":
+        if key in HOP_BY_HOP or key in nominated or key == b"date" or key in replaced:
             continue
         if key == b"set-cookie" and _plants_gateway_cookie(value, rules.cookie_names_folded):
             continue
         if key == b"location":
             value = rewrite_location(value, upstream_origin, public_origin)
         out.append((key, value))
+    out.extend(rules.response_headers)
     return out
 
 

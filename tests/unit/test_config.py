@@ -102,3 +102,35 @@ def test_upstream_transport_choice(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, ""), env={"GATEWAY_UPSTREAM_TRANSPORT": "httpx"}).upstream.transport == "httpx"
     with pytest.raises(ConfigError, match=r"upstream\.transport"):
         load_settings(write(tmp_path, '[upstream]\ntransport = "curl"\n'), env={})
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ('[server]\ncertfile = "cert.pem"\n', "server.keyfile: needed with server.certfile"),
+    ('[server]\nkeyfile = "key.pem"\n', "server.certfile: needed with server.keyfile"),
+])
+def test_tls_files_come_in_pairs(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), env={})
+    assert [line for line in info.value.problems if fragment in line]
+
+
+def test_tls_files_are_checked_only_for_serving(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nsecret_key_file = "secret.key"\ncertfile = "tls/c.pem"\nkeyfile = "tls/k.pem"\n')
+    # Commands that never listen (users, policy) still work while the certificate is being sorted out.
+    settings = load_settings(path, env={})
+    assert settings.server.tls and settings.server.certfile == tmp_path / "tls" / "c.pem"
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={}, require_secret=True)
+    assert any("server.certfile: cannot read" in line and "c.pem" in line for line in info.value.problems)
+    assert any("server.keyfile: cannot read" in line for line in info.value.problems)
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "c.pem").write_text("not a certificate")
+    (tmp_path / "tls" / "k.pem").write_text("not a key")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={}, require_secret=True)
+    assert len(info.value.problems) == 1 and "cannot load" in info.value.problems[0]
+
+
+def test_hsts_setting(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, ""), env={}).server.hsts is True
+    assert load_settings(write(tmp_path, ""), env={"GATEWAY_SERVER_HSTS": "false"}).server.hsts is False
