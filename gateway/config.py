@@ -40,6 +40,7 @@ class ServerSettings:
     secret_key: str | None  # None only for commands that never sign anything
     trusted_proxies: tuple[Network, ...]
     public_url: str | None  # external origin, e.g. https://app.example.com; else taken from Host
+    max_body_size: int = 0  # bytes of a proxied request body; 0 = no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +186,29 @@ def _seconds(value: Any) -> float:
     return float(_duration(value))
 
 
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size(value: Any) -> int:
+    """A byte count: 0 (no limit), 1048576, "512k", "10m", "1g" (binary units, as nginx reads them)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size such as 10m or 1g, got {value!r}")
+    if isinstance(value, int):
+        number, unit = value, ""
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        unit = text[-1:] if text[-1:] in SIZE_UNITS else ""
+        digits = text[: len(text) - len(unit)]
+        if not digits.isdigit():
+            raise ValueError(f"expected a size such as 10m or 1g, got {value!r}")
+        number = int(digits)
+    else:
+        raise ValueError(f"expected a size such as 10m or 1g, got {value!r}")
+    if number < 0:
+        raise ValueError(f"a size cannot be negative, got {value!r}")
+    return number * SIZE_UNITS[unit]
+
+
 def _networks(value: Any) -> tuple[Network, ...]:
     items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
     if not isinstance(items, list):
@@ -252,6 +276,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("server", "secret_key_file"): (_optional_str, None),
     ("server", "trusted_proxies"): (_networks, []),
     ("server", "public_url"): (_optional_origin, None),
+    ("server", "max_body_size"): (_size, 0),
     ("upstream", "url"): (_origin, "http://127.0.0.1:8081"),
     ("upstream", "connect_timeout"): (_seconds, "5s"),
     ("upstream", "read_timeout"): (_seconds, "60s"),
@@ -366,6 +391,7 @@ def load_settings(
             secret_key=secret,
             trusted_proxies=get("server", "trusted_proxies"),
             public_url=get("server", "public_url"),
+            max_body_size=get("server", "max_body_size"),
         ),
         upstream=UpstreamSettings(
             url=get("upstream", "url"),
