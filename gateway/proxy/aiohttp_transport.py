@@ -5,11 +5,18 @@ Why not httpx-aiohttp's: it hands aiohttp the URL as text, and aiohttp (yarl) re
 on; and it reports a dropped connection as a connect timeout. Here the URL goes through as already
 encoded, no header is added or changed, nothing is decompressed, no cookie is kept, and aiohttp's
 exceptions become httpx's where they enter.
+
+The pool is bounded by a semaphore of our own rather than by aiohttp's connector alone: aiohttp
+reports a wait for a free connection as a connect timeout, so a busy pool would answer 504 (the
+app is slow) where the gateway means 503 (it is itself overloaded). A slot is held from the
+request until its response is closed, exactly as long as aiohttp holds the connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import cast
 
 import aiohttp
 import httpx
@@ -20,8 +27,9 @@ CHUNK = 64 * 1024
 
 
 class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, release_slot: Callable[[], None]) -> None:
         self._response = response
+        self._release_slot: Callable[[], None] | None = release_slot
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -34,6 +42,40 @@ class _ResponseStream(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self._response.release()
+        if self._release_slot is not None:  # once, however often the stream is closed
+            self._release_slot()
+            self._release_slot = None
+
+
+class _WriteWatch:
+    """The streamed request body, with [upstream] write_timeout applied: aiohttp has no write timeout,
+    and starts its read timeout only once the body is sent, so an app that stops taking the body
+    would otherwise hold the request (and a pool slot) for ever. The clock runs only while aiohttp
+    is writing a chunk out, never while the client is slow to send the next one."""
+
+    def __init__(self, chunks: AsyncIterable[bytes], limit: float) -> None:
+        self._chunks = chunks
+        self._limit = limit
+        self._task = asyncio.current_task()  # the one waiting for the response head
+        self.expired = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        async for chunk in self._chunks:
+            timer = loop.call_later(self._limit, self._expire)
+            try:
+                yield chunk  # resumed when aiohttp has written it and wants the next
+            finally:
+                timer.cancel()
+
+    def _expire(self) -> None:
+        if self._task is not None:
+            self.expired = True
+            self._task.cancel()
+
+    def detach(self) -> None:
+        """The response head is in: a write stalling now must not cancel the task relaying it."""
+        self._task = None
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -41,6 +83,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(max_connections)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created inside the running loop, on first use
@@ -53,18 +96,36 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
+        try:
+            async with asyncio.timeout(timeout.get("pool")):
+                await self._slots.acquire()
+        except TimeoutError as exc:
+            raise httpx.PoolTimeout("every upstream connection is busy") from exc
+        try:
+            response = await self._send(request, timeout)
+        except BaseException:
+            self._slots.release()
+            raise
+        return httpx.Response(response.status, headers=response.raw_headers,
+                              stream=_ResponseStream(response, self._slots.release),
+                              request=request, extensions={"http_version": b"HTTP/1.1"})
+
+    async def _send(self, request: httpx.Request, timeout: dict[str, float | None]) -> aiohttp.ClientResponse:
         headers = CIMultiDict(
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in request.headers.raw
             if name.lower() != b"transfer-encoding"  # aiohttp frames a streamed body itself
         )
-        body: bytes | httpx.AsyncByteStream | None
+        body: bytes | AsyncIterable[bytes] | None
+        watch: _WriteWatch | None = None
         try:
             body = request.content or None  # built from bytes (or nothing): no body, or a known one
-        except httpx.RequestNotRead:
-            body = request.stream  # type: ignore[assignment]  # streamed from the client as it arrives
+        except httpx.RequestNotRead:  # streamed from the client as it arrives
+            body = cast(AsyncIterable[bytes], request.stream)
+            if write_timeout := timeout.get("write"):
+                body = watch = _WriteWatch(body, write_timeout)
         try:
-            response = await self._client().request(
+            return await self._client().request(
                 request.method,
                 URL(str(request.url), encoded=True),
                 headers=headers,
@@ -86,8 +147,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.RemoteProtocolError(str(exc)) from exc
         except ValueError as exc:  # a header aiohttp will not write (control characters): the client's fault
             raise httpx.LocalProtocolError(str(exc)) from exc
-        return httpx.Response(response.status, headers=response.raw_headers, stream=_ResponseStream(response),
-                              request=request, extensions={"http_version": b"HTTP/1.1"})
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if watch is not None and watch.expired and task is not None and task.uncancel() == 0:
+                raise httpx.WriteTimeout("the application stopped taking the request body") from None
+            raise
+        finally:
+            if watch is not None:
+                watch.detach()
 
     async def aclose(self) -> None:
         if self._session is not None:
