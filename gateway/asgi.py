@@ -21,6 +21,7 @@ from gateway.errors import (
     BadRequest,
     Forbidden,
     GatewayError,
+    PayloadTooLarge,
     ReauthenticationRequired,
     ServiceUnavailable,
     Unauthorized,
@@ -30,7 +31,15 @@ from gateway.errors import (
 )
 from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, decide
 from gateway.policy.paths import origin_form
-from gateway.proxy.forward import ClientDisconnected, DisconnectWatch, RequestBody, Upstream, has_body
+from gateway.proxy.forward import (
+    ClientDisconnected,
+    DisconnectWatch,
+    LimitedBody,
+    RequestBody,
+    Upstream,
+    declared_too_large,
+    has_body,
+)
 from gateway.proxy.headers import (
     HeaderRules,
     client_address,
@@ -101,6 +110,7 @@ class Gateway:
         settings = services.settings
         self._allow_params = settings.policy.allow_path_params
         self._case_insensitive = settings.policy.case_insensitive
+        self._max_body_size = settings.server.max_body_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -202,8 +212,13 @@ class Gateway:
                                             scheme=scope.get("scheme", "http"))
         query: bytes = scope.get("query_string", b"")
         target = canonical.forward + ("?" + query.decode("latin-1") if query else "")
+        if declared_too_large(headers, self._max_body_size):
+            raise PayloadTooLarge()
         body = RequestBody(receive) if has_body(headers) else None
-        response = await upstream.send(method, target, outgoing, body.__aiter__() if body else None)
+        chunks = body.__aiter__() if body else None
+        if chunks is not None and self._max_body_size:
+            chunks = LimitedBody(chunks, self._max_body_size)
+        response = await upstream.send(method, target, outgoing, chunks)
         if not 200 <= response.status <= 599:
             # 101 needs the WebSocket relay; other 1xx are consumed by the client library; beyond
             # 599 no status line can be written. None of them can be relayed as they are.

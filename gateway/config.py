@@ -46,6 +46,7 @@ class ServerSettings:
     certfile: Path | None = None
     keyfile: Path | None = None
     hsts: bool = True  # Strict-Transport-Security on every response, whenever the browser uses HTTPS
+    max_body_size: int = 0  # bytes of a proxied request body; 0 = no limit
 
     @property
     def tls(self) -> bool:
@@ -208,6 +209,29 @@ def _cache_ttl(value: Any) -> float:
     return seconds
 
 
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size(value: Any) -> int:
+    """A byte count: 0 (no limit), 1048576, "512k", "10m", "1g" (binary units, as nginx reads them)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size such as 10m or 1g, got {value!r}")
+    if isinstance(value, int):
+        number, unit = value, ""
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        unit = text[-1:] if text[-1:] in SIZE_UNITS else ""
+        digits = text[: len(text) - len(unit)]
+        if not digits.isdigit():
+            raise ValueError(f"expected a size such as 10m or 1g, got {value!r}")
+        number = int(digits)
+    else:
+        raise ValueError(f"expected a size such as 10m or 1g, got {value!r}")
+    if number < 0:
+        raise ValueError(f"a size cannot be negative, got {value!r}")
+    return number * SIZE_UNITS[unit]
+
+
 def _networks(value: Any) -> tuple[Network, ...]:
     items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
     if not isinstance(items, list):
@@ -279,6 +303,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("server", "certfile"): (_optional_str, None),
     ("server", "keyfile"): (_optional_str, None),
     ("server", "hsts"): (_bool, True),
+    ("server", "max_body_size"): (_size, 0),
     ("upstream", "url"): (_origin, "http://127.0.0.1:8081"),
     ("upstream", "connect_timeout"): (_seconds, "5s"),
     ("upstream", "read_timeout"): (_seconds, "60s"),
@@ -404,6 +429,7 @@ def load_settings(
             certfile=certfile,
             keyfile=keyfile,
             hsts=get("server", "hsts"),
+            max_body_size=get("server", "max_body_size"),
         ),
         upstream=UpstreamSettings(
             url=get("upstream", "url"),

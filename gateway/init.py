@@ -98,6 +98,8 @@ trusted_proxies = []
 # hsts = true
 # Server processes sharing the port; for throughput set it to the number of cores.
 workers = {workers}
+# Largest request body forwarded to the app ("10m", "1g"); 0 = no limit.
+# max_body_size = 0
 
 [upstream]
 # The app behind the gateway: scheme://host:port, without a path.

@@ -5,11 +5,17 @@ Why not httpx-aiohttp's: it hands aiohttp the URL as text, and aiohttp (yarl) re
 on; and it reports a dropped connection as a connect timeout. Here the URL goes through as already
 encoded, no header is added or changed, nothing is decompressed, no cookie is kept, and aiohttp's
 exceptions become httpx's where they enter.
+
+The pool is bounded by a semaphore of our own rather than by aiohttp's connector alone: aiohttp
+reports a wait for a free connection as a connect timeout, so a busy pool would answer 504 (the
+app is slow) where the gateway means 503 (it is itself overloaded). A slot is held from the
+request until its response is closed, exactly as long as aiohttp holds the connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator
 
 import aiohttp
 import httpx
@@ -19,6 +25,37 @@ from yarl import URL
 from gateway.proxy.forward import HeaderList, Timeouts, UpstreamResponse
 
 CHUNK = 64 * 1024
+
+
+class _WriteWatch:
+    """The streamed request body, with [upstream] write_timeout applied: aiohttp has no write timeout,
+    and starts its read timeout only once the body is sent, so an app that stops taking the body
+    would otherwise hold the request (and a pool slot) for ever. The clock runs only while aiohttp
+    is writing a chunk out, never while the client is slow to send the next one."""
+
+    def __init__(self, chunks: AsyncIterable[bytes], limit: float) -> None:
+        self._chunks = chunks
+        self._limit = limit
+        self._task = asyncio.current_task()  # the one waiting for the response head
+        self.expired = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        async for chunk in self._chunks:
+            timer = loop.call_later(self._limit, self._expire)
+            try:
+                yield chunk  # resumed when aiohttp has written it and wants the next
+            finally:
+                timer.cancel()
+
+    def _expire(self) -> None:
+        if self._task is not None:
+            self.expired = True
+            self._task.cancel()
+
+    def detach(self) -> None:
+        """The response head is in: a write stalling now must not cancel the task relaying it."""
+        self._task = None
 
 
 async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -37,6 +74,7 @@ class AiohttpTransport:
         self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
+        self._slots = asyncio.Semaphore(max_connections)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created inside the running loop, on first use
@@ -58,17 +96,49 @@ class AiohttpTransport:
     async def send(
         self, method: str, url: str, headers: HeaderList, body: AsyncIterator[bytes] | None, timeouts: Timeouts
     ) -> UpstreamResponse:
+        slots = self._slots
+        if slots.locked():  # only a full pool pays for the timer
+            try:
+                async with asyncio.timeout(timeouts.get("pool")):
+                    await slots.acquire()
+            except TimeoutError as exc:
+                raise httpx.PoolTimeout("every upstream connection is busy") from exc
+        else:
+            await slots.acquire()  # returns at once
+        try:
+            response = await self._send(method, url, headers, body, timeouts)
+        except BaseException:
+            slots.release()
+            raise
+        released = False
+
+        async def close() -> None:
+            nonlocal released
+            response.release()
+            if not released:  # once, however often the response is closed
+                released = True
+                slots.release()
+
+        return UpstreamResponse(response.status, list(response.raw_headers), _chunks(response), close)
+
+    async def _send(
+        self, method: str, url: str, headers: HeaderList, body: AsyncIterator[bytes] | None, timeouts: Timeouts
+    ) -> aiohttp.ClientResponse:
         outgoing = CIMultiDict(
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in headers
             if name.lower() != b"transfer-encoding"  # aiohttp frames a streamed body itself
         )
+        data: AsyncIterable[bytes] | None = body
+        watch: _WriteWatch | None = None
+        if body is not None and (write_timeout := timeouts.get("write")):
+            data = watch = _WriteWatch(body, write_timeout)
         try:
-            response = await self._client().request(
+            return await self._client().request(
                 method,
                 URL(url, encoded=True),
                 headers=outgoing,
-                data=body,
+                data=data,
                 allow_redirects=False,
                 compress=None,
                 timeout=self._timeout(timeouts),
@@ -83,11 +153,14 @@ class AiohttpTransport:
             raise httpx.RemoteProtocolError(str(exc)) from exc
         except ValueError as exc:  # a header aiohttp will not write (control characters): the client's fault
             raise httpx.LocalProtocolError(str(exc)) from exc
-
-        async def close() -> None:
-            response.release()
-
-        return UpstreamResponse(response.status, list(response.raw_headers), _chunks(response), close)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if watch is not None and watch.expired and task is not None and task.uncancel() == 0:
+                raise httpx.WriteTimeout("the application stopped taking the request body") from None
+            raise
+        finally:
+            if watch is not None:
+                watch.detach()
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import httpx
 
 from gateway.config import UpstreamSettings
-from gateway.errors import BadGateway, BadRequest, GatewayTimeout, ServiceUnavailable
+from gateway.errors import BadGateway, BadRequest, GatewayTimeout, PayloadTooLarge, ServiceUnavailable
 
 log = logging.getLogger("gateway.proxy")
 
@@ -51,6 +51,58 @@ class RequestBody:
             if not message.get("more_body", False):
                 self.finished = True
                 return
+
+
+class BodyTooLarge(PayloadTooLarge):
+    """A streamed request body grew past [server] max_body_size."""
+
+
+class LimitedBody:
+    """Passes the body through until it exceeds ``limit`` bytes, then fails the upload.
+
+    Raised inside the upstream client's body writer, the error aborts the upstream request (its
+    connection is closed mid-body, so the app never sees a complete request); ``Upstream.send``
+    finds it behind the client library's own error and the client gets 413.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], limit: int) -> None:
+        self._chunks = chunks
+        self._left = limit
+
+    def __aiter__(self) -> LimitedBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._chunks.__anext__()
+        self._left -= len(chunk)
+        if self._left < 0:
+            raise BodyTooLarge()
+        return chunk
+
+
+def declared_too_large(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
+    """A Content-Length over ``limit`` (0 = none): refused before anything is forwarded."""
+    if not limit:
+        return False
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value) > limit
+            except ValueError:
+                return False  # the server already refuses a malformed length
+    return False
+
+
+def _cause(exc: BaseException, kind: type[Exception]) -> Exception | None:
+    """The ``kind`` error behind ``exc``, through the client libraries' wrapping."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class DisconnectWatch:
@@ -185,7 +237,10 @@ class Upstream:
         except httpx.LocalProtocolError as exc:
             raise BadRequest("The request cannot be forwarded (malformed header).") from exc
         except httpx.HTTPError as exc:
-            if isinstance(exc.__cause__, ClientDisconnected) or isinstance(exc.__context__, ClientDisconnected):
+            too_large = _cause(exc, BodyTooLarge)
+            if too_large is not None:
+                raise too_large from exc
+            if _cause(exc, ClientDisconnected) is not None:
                 raise ClientDisconnected() from exc
             log.warning("upstream error: %s: %s", type(exc).__name__, exc)
             raise BadGateway() from exc

@@ -134,3 +134,22 @@ def test_tls_files_are_checked_only_for_serving(tmp_path: Path) -> None:
 def test_hsts_setting(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, ""), env={}).server.hsts is True
     assert load_settings(write(tmp_path, ""), env={"GATEWAY_SERVER_HSTS": "false"}).server.hsts is False
+@pytest.mark.parametrize(("value", "size"), [
+    ("0", 0), (0, 0), (1048576, 1048576), ('"100"', 100), ('"512k"', 512 * 1024), ('"10m"', 10 * 1024**2),
+    ('"10M"', 10 * 1024**2), ('"1g"', 1024**3), ('" 2m "', 2 * 1024**2),
+])
+def test_max_body_size(tmp_path: Path, value: object, size: int) -> None:
+    assert load_settings(write(tmp_path, ""), env={}).server.max_body_size == 0  # default: no limit
+    path = write(tmp_path, f"[server]\nmax_body_size = {value}\n")
+    assert load_settings(path, env={}).server.max_body_size == size
+
+
+@pytest.mark.parametrize("value", ['"10 mb"', '"1t"', '"-1"', "-1", '"m"', '""', "true", "1.5", '"1.5m"'])
+def test_bad_max_body_size(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"server\.max_body_size"):
+        load_settings(write(tmp_path, f"[server]\nmax_body_size = {value}\n"), env={})
+
+
+def test_max_body_size_from_environment(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, ""), env={"GATEWAY_SERVER_MAX_BODY_SIZE": "3k"})
+    assert settings.server.max_body_size == 3072
