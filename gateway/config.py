@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ class UpstreamSettings:
     max_connections: int
     preserve_host: bool
     transport: str = "aiohttp"  # "aiohttp" or "httpx"
+    # Largest WebSocket message, in bytes, on both legs (Uvicorn's ws_max_size and the upstream client).
+    websocket_max_message: int = 16 * 1024 * 1024
 
 
 BINDINGS = ("none", "user_agent", "client")
@@ -185,6 +188,30 @@ def _seconds(value: Any) -> float:
     return float(_duration(value))
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_SIZE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*")
+
+
+def _size_in(low: int, high: int) -> Callable[[Any], int]:
+    """A size in bytes: a whole number, or with a binary unit (512KiB, 16MiB, 1GiB)."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a size such as 16MiB, got {value!r}")
+        if isinstance(value, int):
+            number = value
+        else:
+            match = _SIZE.fullmatch(str(value).lower())
+            if not match or match.group(2) not in _SIZE_UNITS:
+                raise ValueError(f"expected a size such as 16MiB (units B, KiB, MiB, GiB), got {value!r}")
+            number = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+        if not low <= number <= high:
+            raise ValueError(f"expected a size from {low} to {high} bytes, got {number}")
+        return number
+
+    return parse
+
+
 def _networks(value: Any) -> tuple[Network, ...]:
     items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
     if not isinstance(items, list):
@@ -260,6 +287,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("upstream", "max_connections"): (_int_in(1, 10_000), 100),
     ("upstream", "preserve_host"): (_bool, False),
     ("upstream", "transport"): (_choice("aiohttp", "httpx"), "aiohttp"),
+    ("upstream", "websocket_max_message"): (_size_in(1024, 1024**3), "16MiB"),
     ("session", "secure_cookie"): (_bool, True),
     ("session", "idle_timeout"): (_duration, "30m"),
     ("session", "absolute_timeout"): (_duration, "12h"),
@@ -376,6 +404,7 @@ def load_settings(
             max_connections=get("upstream", "max_connections"),
             preserve_host=get("upstream", "preserve_host"),
             transport=get("upstream", "transport"),
+            websocket_max_message=get("upstream", "websocket_max_message"),
         ),
         session=SessionSettings(
             secure_cookie=get("session", "secure_cookie"),

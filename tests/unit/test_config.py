@@ -102,3 +102,23 @@ def test_upstream_transport_choice(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, ""), env={"GATEWAY_UPSTREAM_TRANSPORT": "httpx"}).upstream.transport == "httpx"
     with pytest.raises(ConfigError, match=r"upstream\.transport"):
         load_settings(write(tmp_path, '[upstream]\ntransport = "curl"\n'), env={})
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ('"16MiB"', 16 * 1024 * 1024), ('"512KiB"', 512 * 1024), ('"1GiB"', 1024**3), ("65536", 65536), ('"2048"', 2048),
+])
+def test_websocket_max_message_sizes(tmp_path: Path, value: str, expected: int) -> None:
+    path = write(tmp_path, f"[upstream]\nwebsocket_max_message = {value}\n")
+    assert load_settings(path, env={}).upstream.websocket_max_message == expected
+
+
+def test_websocket_max_message_default_and_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    assert load_settings(path, env={}).upstream.websocket_max_message == 16 * 1024 * 1024
+    env = {"GATEWAY_UPSTREAM_WEBSOCKET_MAX_MESSAGE": "1MiB"}
+    assert load_settings(path, env=env).upstream.websocket_max_message == 1024 * 1024
+    for bad in ('"16MB"', '"lots"', "10", '"2GiB"', "true"):
+        path = write(tmp_path, f"[upstream]\nwebsocket_max_message = {bad}\n")
+        with pytest.raises(ConfigError) as info:
+            load_settings(path, env={})
+        assert "upstream.websocket_max_message" in str(info.value)
