@@ -10,6 +10,16 @@ from gateway.app import create_app
 from gateway.config import Settings
 
 
+class _RefusedHandshakeNoise(logging.Filter):
+    """Drops one spurious ERROR: Uvicorn's websockets protocol logs "returned without completing
+    handshake" after every handshake refused through the websocket.http.response extension, which
+    is how the WebSocket relay answers 401/403 (Kludex/uvicorn#3138, open). The relay always accepts,
+    refuses or sees the client leave, so here the line never means anything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def serve(settings: Settings) -> None:
     app = create_app(settings)
     logging.getLogger("gateway").info(
@@ -28,5 +38,9 @@ def serve(settings: Settings) -> None:
         access_log=False,
         log_level=settings.log.level,
         timeout_graceful_shutdown=10,
+        # The same limit as the relay's upstream client (gateway/proxy/websocket.py), so a message one
+        # leg accepts is never refused by the other.
+        ws_max_size=settings.upstream.websocket_max_message,
     )
+    logging.getLogger("uvicorn.error").addFilter(_RefusedHandshakeNoise())  # after Config set up logging
     uvicorn.Server(config).run()
