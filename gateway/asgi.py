@@ -48,6 +48,7 @@ from gateway.proxy.headers import (
     public_origin,
     upstream_request_headers,
 )
+from gateway.proxy.websocket import relay as relay_websocket
 from gateway.services import Services
 
 log = logging.getLogger("gateway.proxy")
@@ -118,8 +119,7 @@ class Gateway:
             await self.quart(cast(Any, scope), receive, send)
             return
         if kind == "websocket":
-            # WebSockets are not relayed yet: refuse the handshake (the server answers 403).
-            await send({"type": "websocket.close", "code": 1008})
+            await relay_websocket(self, scope, receive, send)
             return
         given = scope.get("raw_path")
         raw_path = origin_form(given or scope["path"].encode())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 import tomllib
 from collections.abc import Callable, Mapping
@@ -63,6 +64,8 @@ class UpstreamSettings:
     max_connections: int
     preserve_host: bool
     transport: str = "aiohttp"  # "aiohttp" or "httpx"
+    # Largest WebSocket message, in bytes, on both legs (Uvicorn's ws_max_size and the upstream client).
+    websocket_max_message: int = 16 * 1024 * 1024
 
 
 BINDINGS = ("none", "user_agent", "client")
@@ -209,27 +212,29 @@ def _cache_ttl(value: Any) -> float:
     return seconds
 
 
-SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# Binary units, written 512k (as nginx reads it) or 512KiB; "MB" is refused as ambiguous.
+_SIZE_UNITS = {"": 1, "b": 1, **{f"{u}{s}": 1024 ** (i + 1) for i, u in enumerate("kmg") for s in ("", "ib")}}
+_SIZE = re.compile(r"\s*(\d+)([a-z]*)\s*")
 
 
-def _size(value: Any) -> int:
-    """A byte count: 0 (no limit), 1048576, "512k", "10m", "1g" (binary units, as nginx reads them)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a size such as 10m or 1g, got {value!r}")
-    if isinstance(value, int):
-        number, unit = value, ""
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        unit = text[-1:] if text[-1:] in SIZE_UNITS else ""
-        digits = text[: len(text) - len(unit)]
-        if not digits.isdigit():
-            raise ValueError(f"expected a size such as 10m or 1g, got {value!r}")
-        number = int(digits)
-    else:
-        raise ValueError(f"expected a size such as 10m or 1g, got {value!r}")
-    if number < 0:
-        raise ValueError(f"a size cannot be negative, got {value!r}")
-    return number * SIZE_UNITS[unit]
+def _size_in(low: int, high: int) -> Callable[[Any], int]:
+    """A size in bytes: a whole number, or with a binary unit (512k, 10m, 16MiB, 1GiB)."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a size such as 16MiB, got {value!r}")
+        if isinstance(value, int):
+            number = value
+        else:
+            match = _SIZE.fullmatch(str(value).lower())
+            if not match or match.group(2) not in _SIZE_UNITS:
+                raise ValueError(f"expected a size such as 10m or 16MiB (units k, m, g, KiB, MiB, GiB), got {value!r}")
+            number = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+        if not low <= number <= high:
+            raise ValueError(f"expected a size from {low} to {high} bytes, got {number}")
+        return number
+
+    return parse
 
 
 def _networks(value: Any) -> tuple[Network, ...]:
@@ -303,7 +308,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("server", "certfile"): (_optional_str, None),
     ("server", "keyfile"): (_optional_str, None),
     ("server", "hsts"): (_bool, True),
-    ("server", "max_body_size"): (_size, 0),
+    ("server", "max_body_size"): (_size_in(0, 2**62), 0),
     ("upstream", "url"): (_origin, "http://127.0.0.1:8081"),
     ("upstream", "connect_timeout"): (_seconds, "5s"),
     ("upstream", "read_timeout"): (_seconds, "60s"),
@@ -312,6 +317,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("upstream", "max_connections"): (_int_in(1, 10_000), 100),
     ("upstream", "preserve_host"): (_bool, False),
     ("upstream", "transport"): (_choice("aiohttp", "httpx"), "aiohttp"),
+    ("upstream", "websocket_max_message"): (_size_in(1024, 1024**3), "16MiB"),
     ("session", "secure_cookie"): (_bool, True),
     ("session", "idle_timeout"): (_duration, "30m"),
     ("session", "absolute_timeout"): (_duration, "12h"),
@@ -440,6 +446,7 @@ def load_settings(
             max_connections=get("upstream", "max_connections"),
             preserve_host=get("upstream", "preserve_host"),
             transport=get("upstream", "transport"),
+            websocket_max_message=get("upstream", "websocket_max_message"),
         ),
         session=SessionSettings(
             secure_cookie=get("session", "secure_cookie"),

@@ -111,6 +111,7 @@ url = {toml_string(options.upstream)}
 # max_connections = 100
 # preserve_host = false       # send the browser's Host instead of the app's own address
 # transport = "aiohttp"       # or "httpx"
+# websocket_max_message = "16MiB"   # largest WebSocket message, both ways
 
 [session]
 # true: the cookie is Secure with the __Host- prefix, so browsers send it only over HTTPS (and to

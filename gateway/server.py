@@ -22,9 +22,20 @@ WORKER_FACTORY = "gateway.server:worker_app"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class _RefusedHandshakeNoise(logging.Filter):
+    """Drops one spurious ERROR: Uvicorn's websockets protocol logs "returned without completing
+    handshake" after every handshake refused through the websocket.http.response extension, which
+    is how the WebSocket relay answers 401/403 (Kludex/uvicorn#3138, open). The relay always accepts,
+    refuses or sees the client leave, so here the line never means anything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log.level.upper(), format=LOG_FORMAT)
     configure_audit_log()
+    logging.getLogger("uvicorn.error").addFilter(_RefusedHandshakeNoise())
 
 
 def worker_app() -> Gateway:
@@ -51,6 +62,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "log_level": settings.log.level,
         "timeout_graceful_shutdown": 10,
+        # The same limit as the relay's upstream client (gateway/proxy/websocket.py), so a message one
+        # leg accepts is never refused by the other.
+        "ws_max_size": settings.upstream.websocket_max_message,
     }
     if settings.server.tls:
         # The files were checked (both given, readable, a matching pair) when the settings loaded.

@@ -153,3 +153,21 @@ def test_bad_max_body_size(tmp_path: Path, value: str) -> None:
 def test_max_body_size_from_environment(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, ""), env={"GATEWAY_SERVER_MAX_BODY_SIZE": "3k"})
     assert settings.server.max_body_size == 3072
+@pytest.mark.parametrize(("value", "expected"), [
+    ('"16MiB"', 16 * 1024 * 1024), ('"512KiB"', 512 * 1024), ('"1GiB"', 1024**3), ("65536", 65536), ('"2048"', 2048),
+])
+def test_websocket_max_message_sizes(tmp_path: Path, value: str, expected: int) -> None:
+    path = write(tmp_path, f"[upstream]\nwebsocket_max_message = {value}\n")
+    assert load_settings(path, env={}).upstream.websocket_max_message == expected
+
+
+def test_websocket_max_message_default_and_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    assert load_settings(path, env={}).upstream.websocket_max_message == 16 * 1024 * 1024
+    env = {"GATEWAY_UPSTREAM_WEBSOCKET_MAX_MESSAGE": "1MiB"}
+    assert load_settings(path, env=env).upstream.websocket_max_message == 1024 * 1024
+    for bad in ('"16MB"', '"lots"', "10", '"2GiB"', "true"):
+        path = write(tmp_path, f"[upstream]\nwebsocket_max_message = {bad}\n")
+        with pytest.raises(ConfigError) as info:
+            load_settings(path, env={})
+        assert "upstream.websocket_max_message" in str(info.value)

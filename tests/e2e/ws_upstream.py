@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""A small WebSocket upstream for the relay's end-to-end tests (the `websockets` server).
+
+Every message is echoed back, except:
+  "headers?"        -> JSON {"path": ..., "headers": [[name, value], ...]} of this socket's handshake
+  "close CODE WHY"  -> the upstream closes the socket with CODE and reason WHY
+
+Plain HTTP `GET /_stats` (not a handshake) answers JSON counters: how many handshakes arrived, how
+many sockets are open, and how each closed socket ended, by path (the close code the gateway sent).
+A handshake for a path under /reject is refused with 403.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+SUBPROTOCOLS = ("chat.v1", "chat.v2")
+stats: dict[str, Any] = {"handshakes": 0, "open": 0, "closed": {}}
+
+
+def process_request(connection: ServerConnection, request: Request) -> Response | None:
+    if request.path == "/_stats":
+        return connection.respond(HTTPStatus.OK, json.dumps(stats))
+    stats["handshakes"] += 1
+    if request.path.startswith("/reject"):
+        return connection.respond(HTTPStatus.FORBIDDEN, "no\n")
+    return None
+
+
+def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    return next((Subprotocol(p) for p in offered if p in SUBPROTOCOLS), None)
+
+
+async def handler(connection: ServerConnection) -> None:
+    request = connection.request
+    assert request is not None
+    stats["open"] += 1
+    try:
+        async for message in connection:
+            if message == "headers?":
+                await connection.send(json.dumps({"path": request.path, "headers": list(request.headers.raw_items())}))
+            elif isinstance(message, str) and message.startswith("close "):
+                _, code, reason = message.split(" ", 2)
+                await connection.close(int(code), reason)
+            else:
+                await connection.send(message)
+    except ConnectionClosed:
+        pass
+    finally:
+        stats["open"] -= 1
+        received = connection.protocol.close_rcvd
+        stats["closed"][request.path] = [received.code, received.reason] if received else None
+
+
+async def main(port: int) -> None:
+    async with serve(handler, "127.0.0.1", port, process_request=process_request,
+                     select_subprotocol=select_subprotocol, max_size=64 * 1024 * 1024):
+        await asyncio.get_running_loop().create_future()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    asyncio.run(main(parser.parse_args().port))
