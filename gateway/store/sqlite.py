@@ -5,8 +5,11 @@ take ``_write_lock`` so concurrent tasks cannot interleave inside a transaction.
 
 With ``session_cache_ttl`` > 0 (the serving gateway), session lookups are answered from an in-process
 ``SessionCache``: local writes to users and sessions invalidate it at once, and a background task polls
-``PRAGMA data_version`` (which changes when ANOTHER connection commits: the CLI, other workers) every
-``POLL_INTERVAL`` to invalidate it for theirs.
+a change counter every ``POLL_INTERVAL`` to invalidate it for other processes' writes (the CLI, other
+workers). The counter is bumped by triggers, in the same transaction as the change, on every write to
+``users`` and every session write except the idle clock's: so the audit trail, the throttle counters
+and last_seen updates (which other workers make all the time) never empty the cache, while a
+revocation from any process, of any version of this code, always does.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from gateway.store.base import (
 )
 from gateway.store.cache import SessionCache
 
-SCHEMA_VERSION = 2
-POLL_INTERVAL = 0.1  # seconds between data_version polls while a session cache is on
+SCHEMA_VERSION = 3
+POLL_INTERVAL = 0.1  # seconds between change-counter polls while a session cache is on
 
 log = logging.getLogger("gateway.store")
 
@@ -68,6 +71,19 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_time ON audit(time);
 CREATE INDEX IF NOT EXISTS audit_user ON audit(user, time);
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO changes (id, n) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS users_inserted AFTER INSERT ON users BEGIN UPDATE changes SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS users_updated AFTER UPDATE ON users BEGIN UPDATE changes SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS users_deleted AFTER DELETE ON users BEGIN UPDATE changes SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS sessions_inserted AFTER INSERT ON sessions BEGIN UPDATE changes SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS sessions_deleted AFTER DELETE ON sessions BEGIN UPDATE changes SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS sessions_updated
+    AFTER UPDATE OF id_hash, user_id, created_at, auth_time, persistent, binding ON sessions
+    BEGIN UPDATE changes SET n = n + 1; END;
 CREATE TABLE IF NOT EXISTS throttle (
     key TEXT PRIMARY KEY,
     failures INTEGER NOT NULL,
@@ -136,6 +152,7 @@ class SqliteStore:
         self._write_lock = asyncio.Lock()
         self._cache = SessionCache(session_cache_ttl) if session_cache_ttl > 0 else None
         self._poller: asyncio.Task[None] | None = None
+        self._seen_changes = 0
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -161,31 +178,35 @@ class SqliteStore:
                 await self._db.executescript(_SCHEMA)
                 await self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             if self._cache is not None:
-                version = await self._data_version()
-                self._poller = asyncio.create_task(self._watch_other_writers(version))
+                self._seen_changes = await self._change_count()
+                self._poller = asyncio.create_task(self._watch_other_writers())
         except (OSError, sqlite3.Error) as exc:
             await self.close()
             raise StoreError(f"{self._path}: cannot open the store: {exc}") from exc
 
-    async def _data_version(self) -> int:
-        async with self.db.execute("PRAGMA data_version") as cursor:
+    async def _change_count(self) -> int:
+        async with self.db.execute("SELECT n FROM changes WHERE id = 1") as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
-    async def _watch_other_writers(self, seen: int) -> None:
-        """Empty the session cache whenever another connection committed anything."""
-        assert self._cache is not None
+    async def _watch_other_writers(self) -> None:
         while True:
             await asyncio.sleep(POLL_INTERVAL)
             try:
-                version = await self._data_version()
+                await self.check_other_writers()
             except Exception as exc:  # the cache's TTL still bounds staleness; keep trying
-                self._cache.invalidate()
+                if self._cache is not None:
+                    self._cache.invalidate()
                 log.warning("store change poll failed: %s", type(exc).__name__)
-                continue
-            if version != seen:
-                seen = version
-                self._cache.invalidate()
+
+    async def check_other_writers(self) -> bool:
+        """Empty the session cache if anyone changed a user or a session since the last look."""
+        count = await self._change_count()
+        if count == self._seen_changes or self._cache is None:
+            return False
+        self._seen_changes = count
+        self._cache.invalidate()
+        return True
 
     def _changed(self) -> None:
         """A local write to users or sessions: no cached row may outlive it."""

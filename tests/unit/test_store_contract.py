@@ -11,7 +11,7 @@ import pytest
 
 from gateway.auth.sessions import SessionManager, hash_session_id
 from gateway.config import SessionSettings
-from gateway.store.base import DuplicateUser, Store, UnknownUser
+from gateway.store.base import AuditRecord, DuplicateUser, Store, UnknownUser
 from gateway.store.sqlite import SqliteStore
 
 FACTORIES: dict[str, Callable[[Path], Store]] = {
@@ -310,3 +310,29 @@ async def test_a_lookup_racing_a_local_write_cannot_cache_the_old_row(tmp_path: 
         assert await store.get_session("s1") is None
     finally:
         await store.close()
+
+
+async def test_only_user_and_session_changes_empty_the_cache(tmp_path: Path) -> None:
+    """Other workers touch idle clocks, write audit rows and throttle counters all the time: none of
+    that may empty the cache (every request would go to the store again); a revocation must."""
+    path = tmp_path / "shared.db"
+    gateway, other = SqliteStore(path, session_cache_ttl=1.0), SqliteStore(path)
+    await gateway.open()
+    await other.open()
+    try:
+        user = await other.add_user("alice", "h", ("admin",), 1.0)
+        await other.create_session("s1", user.id, 10.0, "", "")
+        await gateway.check_other_writers()
+        assert await gateway.get_session("s1") is not None
+        await other.touch_session("s1", 20.0)
+        await other.add_audit([AuditRecord(1.0, "x", None, None, "{}")])
+        await other.record_failure(["k"], 1.0, 60.0)
+        assert not await gateway.check_other_writers()
+        await other.delete_session("s1")
+        assert await gateway.check_other_writers()
+        assert await gateway.get_session("s1") is None
+        await other.set_roles("alice", ("staff",))
+        assert await gateway.check_other_writers()
+    finally:
+        await gateway.close()
+        await other.close()
