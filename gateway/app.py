@@ -22,12 +22,12 @@ from gateway.auth.throttle import Throttle
 from gateway.auth.user import GatewayAuth, auth_config
 from gateway.config import Settings
 from gateway.errors import GatewayError, error_for_status, render_error, wants_html
-from gateway.pages import PAGE_HEADERS
+from gateway.pages import Pages
 from gateway.policy import Policy, PolicyError, load_policy
 from gateway.policy.watcher import PolicyWatcher
 from gateway.proxy.forward import Upstream
 from gateway.proxy.headers import HeaderRules
-from gateway.services import PolicyState, Services
+from gateway.services import PolicyState, Services, current_services
 from gateway.status import bp as status_bp
 from gateway.store.sqlite import SqliteStore
 
@@ -64,6 +64,7 @@ def create_app(
         audit=audit,
         throttle=Throttle(store),
         device=DeviceCookie(secret, settings.session.device_cookie_name),
+        pages=Pages(settings.ui),
     )
 
     app = Quart("gateway", static_folder="static", static_url_path="/.gateway/static")
@@ -128,7 +129,7 @@ def create_app(
 
     @app.after_request
     async def page_headers(response: Response) -> Response:
-        for name, value in PAGE_HEADERS:
+        for name, value in services.pages.headers:
             response.headers.setdefault(name.decode(), value.decode())
         return response
 
@@ -149,7 +150,8 @@ def create_app(
 
 
 def _error_response(error: GatewayError) -> Response:
-    status, headers, body = render_error(error, wants_html(request.headers.get("Accept")))
+    services = current_services()
+    status, headers, body = render_error(error, wants_html(request.headers.get("Accept")), pages=services.pages)
     response = Response(body, status=status)
     for name, value in headers:
         if name != b"content-length":
