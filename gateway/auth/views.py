@@ -246,6 +246,8 @@ def _needs_sign_in(path: str) -> Response:
 async def _sessions_page(active: ActiveSession, status: int = 200, notice: str | None = None) -> Response:
     services = current_services()
     sessions = await services.sessions.live_sessions(active.record.user_id)
+    # This browser first, then the most recently used.
+    sessions = sorted(sessions, key=lambda s: (s.id_hash != active.id_hash, -s.last_seen))
     rows = [{"id": short_id(s.id_hash), "current": s.id_hash == active.id_hash, "created": s.created_at,
              "last_seen": s.last_seen, "client": s.client, "user_agent": s.user_agent} for s in sessions]
     return _page("sessions.html", status, title="Your sessions", user=active.principal.user, sessions=rows,

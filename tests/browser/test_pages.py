@@ -166,6 +166,7 @@ def test_session_list_page_ends_another_session(gateway: Gateway, browser: Any, 
         sessions = page.locator("li.session")
         assert sessions.count() == 2
         assert page.locator("li.session.current .badge").inner_text() == "This browser"
+        assert page.locator("li.session").first.locator(".badge").inner_text() == "This browser"  # listed first
         assert page.locator("li.session:not(.current) .agent").inner_text() == "Chrome on Android"
         check_page(page, "09-sessions")
 
@@ -217,5 +218,8 @@ def test_sign_in_page_fits_a_phone(gateway: Gateway, browser: Any) -> None:
         box = tab.get_by_role("button", name="Sign in").bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
         check_page(tab, "13-sign-in-phone")
+        tab.emulate_media(color_scheme="dark")
+        assert tab.evaluate("() => getComputedStyle(document.body).backgroundColor") == "rgb(23, 27, 35)"
+        check_page(tab, "14-sign-in-phone-dark")
     finally:
         phone.close()
