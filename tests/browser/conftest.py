@@ -2,8 +2,9 @@
 
 The browser is never downloaded (`playwright install` is not used): Playwright launches the
 system's /usr/bin/chromium. Without it these tests FAIL, so a CI machine missing it cannot pass
-by skipping them; only a developer who sets GATEWAY_SKIP_BROWSER_TESTS=1 (outside CI) skips them,
-and pytest prints why.
+by skipping them; only a developer who sets SKIP_BROWSER_TESTS=1 (outside CI) skips them,
+and pytest prints why. (Not GATEWAY_*: the gateway reads those as settings.) CHROMIUM_PATH points
+at another Chromium build.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import pytest
 from tests.browser.screens import SCREENSHOTS
 from tests.e2e.harness import DEFAULT_POLICY, ROOT, Gateway, Upstream, start_upstream, write_gateway
 
-CHROMIUM = Path(os.environ.get("GATEWAY_CHROMIUM", "/usr/bin/chromium"))
-SKIP_ENV = "GATEWAY_SKIP_BROWSER_TESTS"
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+SKIP_ENV = "SKIP_BROWSER_TESTS"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic"]
 
@@ -43,7 +44,9 @@ def _browser_unavailable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: sync Playwright keeps an event loop running in this thread while it
+# is open, and pytest-asyncio cannot run the async tests of later modules beside it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     problem = _browser_unavailable()
     if problem is not None:
