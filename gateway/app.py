@@ -22,12 +22,12 @@ from gateway.auth.throttle import Throttle
 from gateway.auth.user import GatewayAuth, auth_config
 from gateway.config import Settings
 from gateway.errors import GatewayError, error_for_status, render_error, wants_html
-from gateway.pages import PAGE_HEADERS
+from gateway.pages import Pages
 from gateway.policy import Policy, PolicyError, load_policy
 from gateway.policy.watcher import PolicyWatcher
 from gateway.proxy.forward import Upstream
 from gateway.proxy.headers import HeaderRules, transport_security_headers
-from gateway.services import PolicyState, Services
+from gateway.services import PolicyState, Services, current_services
 from gateway.status import bp as status_bp
 from gateway.store.sqlite import SqliteStore
 
@@ -64,6 +64,7 @@ def create_app(
         audit=audit,
         throttle=Throttle(store),
         device=DeviceCookie(secret, settings.session.device_cookie_name),
+        pages=Pages(settings.ui),
     )
 
     app = Quart("gateway", static_folder="static", static_url_path="/.gateway/static")
@@ -127,7 +128,7 @@ def create_app(
         await audit.stop()
         await store.close()
 
-    every_page = [(name.decode(), value.decode()) for name, value in (*PAGE_HEADERS, *rules.response_headers)]
+    every_page = [(name.decode(), value.decode()) for name, value in (*services.pages.headers, *rules.response_headers)]
 
     @app.after_request
     async def page_headers(response: Response) -> Response:
@@ -152,7 +153,8 @@ def create_app(
 
 
 def _error_response(error: GatewayError) -> Response:
-    status, headers, body = render_error(error, wants_html(request.headers.get("Accept")))
+    services = current_services()
+    status, headers, body = render_error(error, wants_html(request.headers.get("Accept")), pages=services.pages)
     response = Response(body, status=status)
     for name, value in headers:
         if name != b"content-length":

@@ -154,7 +154,8 @@ class Gateway:
 
     async def _refuse(self, scope: Scope, send: Send, error: GatewayError, user: str | None = None) -> None:
         html = wants_html(_header(scope["headers"], b"accept"))
-        status, headers, body = render_error(error, html, user)
+        status, headers, body = render_error(error, html, user, pages=self.services.pages,
+                                             target=(scope.get("raw_path") or b"", scope.get("query_string", b"")))
         await send_simple(send, status, [*headers, *self.rules.response_headers], body)
 
     async def _identify(self, headers: list[tuple[bytes, bytes]], client: str) -> tuple[ActiveSession | None, bool]:

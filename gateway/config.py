@@ -134,6 +134,29 @@ class LogSettings:
     level: str
 
 
+DEFAULT_PRODUCT_NAME = "Gateway"
+DEFAULT_SIGN_IN_TITLE = "Sign in"
+
+
+@dataclass(frozen=True, slots=True)
+class UiSettings:
+    """What browser users see on the gateway's own pages. Text is shown escaped, never as HTML."""
+
+    product_name: str = DEFAULT_PRODUCT_NAME
+    title: str = DEFAULT_SIGN_IN_TITLE  # the sign-in page's heading
+    logo_url: str | None = None  # a local path ("/static/logo.svg") or an https URL
+    logo_text: str | None = None  # a text mark when there is no logo image; else the image's alt text
+    footer_text: str | None = None
+
+    @property
+    def logo_origin(self) -> str | None:
+        """The origin the logo is loaded from when it is not this gateway (added to the pages' CSP)."""
+        if self.logo_url is None or self.logo_url.startswith("/"):
+            return None
+        parts = urlsplit(self.logo_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     config_file: Path
@@ -146,6 +169,7 @@ class Settings:
     passwords: PasswordSettings
     log: LogSettings
     warnings: tuple[str, ...]
+    ui: UiSettings = UiSettings()
 
 
 # --- value parsers: each takes the raw TOML/env value and returns the typed value or raises ValueError
@@ -288,6 +312,50 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
 _binding = _choice(*BINDINGS)
 
 
+def _text(max_length: int) -> Callable[[Any], str]:
+    """One line of text for a page: escaped when shown, so only length and control characters matter."""
+
+    def parse(value: Any) -> str:
+        text = _str(value)
+        if len(text) > max_length:
+            raise ValueError(f"at most {max_length} characters, got {len(text)}")
+        if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in text):
+            raise ValueError(f"control characters (line breaks, tabs) are not allowed, got {value!r}")
+        return text
+
+    return parse
+
+
+def _optional_text(max_length: int) -> Callable[[Any], str | None]:
+    parse = _text(max_length)
+    return lambda value: None if value in (None, "") else parse(value)
+
+
+MAX_LOGO_URL = 2048
+
+
+def _logo_url(value: Any) -> str | None:
+    """A path on this gateway's origin or an https URL: nothing that could run script or leak over http."""
+    if value in (None, ""):
+        return None
+    text = _str(value)
+    if len(text) > MAX_LOGO_URL or not text.isascii() or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in text):
+        raise ValueError(f"expected a local path or an https URL (ASCII, no spaces, at most {MAX_LOGO_URL} characters), "
+                         f"got {value!r}")
+    if "\\" in text:
+        raise ValueError(f"backslashes are not allowed, got {value!r}")
+    parts = urlsplit(text)
+    if text.startswith("/") and not text.startswith("//") and not parts.scheme and not parts.netloc:
+        return text
+    if parts.scheme == "https" and parts.hostname and not parts.username and not parts.password:
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError(f"bad port in {value!r}") from None
+        return text
+    raise ValueError(f"expected a local path (/static/logo.svg) or an https:// URL, got {value!r}")
+
+
 def _level(value: Any) -> str:
     text = _str(value).lower()
     if text not in {"debug", "info", "warning", "error"}:
@@ -335,6 +403,11 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("passwords", "parallelism"): (_int_in(1, 64), 4),
     ("passwords", "max_concurrent"): (_int_in(1, 64), 2),
     ("log", "level"): (_level, "info"),
+    ("ui", "product_name"): (_text(64), DEFAULT_PRODUCT_NAME),
+    ("ui", "title"): (_text(100), DEFAULT_SIGN_IN_TITLE),
+    ("ui", "logo_url"): (_logo_url, None),
+    ("ui", "logo_text"): (_optional_text(64), None),
+    ("ui", "footer_text"): (_optional_text(300), None),
 }
 
 # Keys that may never be written in the file itself.
@@ -471,6 +544,13 @@ def load_settings(
         ),
         log=LogSettings(level=get("log", "level")),
         warnings=tuple(warnings),
+        ui=UiSettings(
+            product_name=get("ui", "product_name"),
+            title=get("ui", "title"),
+            logo_url=get("ui", "logo_url"),
+            logo_text=get("ui", "logo_text"),
+            footer_text=get("ui", "footer_text"),
+        ),
     )
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from urllib.parse import quote
 
-from gateway.pages import PAGE_HEADERS, render_page
+from gateway.auth.redirects import DEFAULT_NEXT, safe_next
+from gateway.pages import DEFAULT_PAGES, Pages
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -97,14 +99,35 @@ def wants_html(accept: str | bytes | None) -> bool:
     return "text/html" in accept.lower()
 
 
-def render_error(error: GatewayError, html: bool, user: str | None = None) -> tuple[int, Headers, bytes]:
-    if html:
-        body = render_page("error.html", title=error.title, message=error.detail, status=error.status, user=user)
-        content_type = b"text/html; charset=utf-8"
-    else:
+_HTML = b"text/html; charset=utf-8"
+_JSON = b"application/json"
+
+
+def switch_user_url(target: tuple[bytes, bytes] | None) -> str:
+    """The sign-out page, set to sign in again and come back to ``target`` (raw path, query)."""
+    next_path = DEFAULT_NEXT
+    if target is not None:
+        path, query = target
+        next_path = safe_next(path.decode("latin-1") + ("?" + query.decode("latin-1") if query else ""))
+    return "/.gateway/logout?next=" + quote(next_path, safe="")
+
+
+def render_error(error: GatewayError, html: bool, user: str | None = None, *, pages: Pages | None = None,
+                 target: tuple[bytes, bytes] | None = None) -> tuple[int, Headers, bytes]:
+    """The error as (status, headers, body): an HTML page or the JSON shape.
+
+    ``pages`` carries the operator's ``[ui]`` (the default look without it); ``target``, the raw
+    path and query asked for, lets a 403 page offer to sign in as someone else and come back.
+    Templates are compiled at start-up; pages that name no user are rendered once and reused."""
+    pages = pages or DEFAULT_PAGES
+    if not html:
         body = json.dumps({"error": error.code, "message": error.detail}).encode()
-        content_type = b"application/json"
+        content_type = _JSON
+    else:
+        body = pages.error_page(error.status, error.title, error.detail, user,
+                                switch_user_url(target) if user is not None else None)
+        content_type = _HTML
     headers: Headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    headers.extend(PAGE_HEADERS)
+    headers.extend(pages.headers)
     headers.extend(error.headers)
     return error.status, headers, body

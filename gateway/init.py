@@ -147,6 +147,14 @@ dir = {toml_string(POLICY_FOLDER)}
 
 [log]
 # level = "info"              # debug, info, warning, error
+
+[ui]
+# What the sign-in and error pages show. Text is shown as written (never as HTML).
+# product_name = "Gateway"    # at the top of every page and in the browser tab
+# title = "Sign in"           # the sign-in page's heading
+# logo_url = "/static/logo.png"   # a path on this site or an https:// URL
+# logo_text = "ACME"          # a text badge without a logo, else the logo's alt text
+# footer_text = "Questions? Ask the IT desk."
 """
 
 

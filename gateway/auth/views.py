@@ -20,7 +20,6 @@ from gateway.auth.sessions import ActiveSession, hash_session_id, short_id
 from gateway.auth.throttle import attempt_for
 from gateway.auth.user import GatewayUser, request_client
 from gateway.errors import Forbidden, Unauthorized, wants_html
-from gateway.pages import render_page
 from gateway.proxy.headers import public_origin
 from gateway.services import Services, current_services
 
@@ -30,6 +29,7 @@ bp = Blueprint("auth", __name__)
 GENERIC_FAILURE = "Wrong user name or password."
 FORM_EXPIRED = "The form expired. Please try again."
 LOGIN = "/.gateway/login"
+LOGOUT = "/.gateway/logout"
 
 
 async def _active() -> ActiveSession | None:
@@ -47,7 +47,7 @@ def _page(template: str, status: int = 200, **context: object) -> Response:
     if fresh:
         binding = services.csrf.new_binding()
     assert binding is not None
-    response = Response(render_page(template, csrf_token=services.csrf.token_for(binding), **context),
+    response = Response(services.pages.render(template, csrf_token=services.csrf.token_for(binding), **context),
                         status=status, content_type="text/html; charset=utf-8")
     if fresh:
         response.set_cookie(name, binding, httponly=True, samesite="Lax", path="/",
@@ -78,8 +78,9 @@ def _post_allowed(form_token: str | None) -> bool:
 
 def _login_page(status: int, *, next_path: str, username: str, error: str | None = None,
                 notice: str | None = None, reauth: bool = False) -> Response:
-    return _page("login.html", status, title="Confirm it is you" if reauth else "Sign in", next=next_path,
-                 username=username, error=error, notice=notice, reauth=reauth)
+    title = "Confirm it is you" if reauth else current_services().settings.ui.title
+    return _page("login.html", status, title=title, next=next_path, username=username, error=error, notice=notice,
+                 reauth=reauth, switch_url=f"{LOGOUT}?next={quote(next_path, safe='')}")
 
 
 def _throttled(wait: float, page: Callable[[str], Response]) -> Response:
@@ -177,11 +178,22 @@ def _set_device_cookie(response: Response, services: Services, user_name: str, p
 # --- sign-out
 
 
+def _switch_target(value: str | None) -> str | None:
+    """The page to sign in again for, when the sign-out page was opened to switch user (403 page)."""
+    return None if value is None else safe_next(value)
+
+
+def _logout_page(status: int, *, user: str | None, switch_to: str | None, error: str | None = None) -> Response:
+    title = "Signed out" if user is None else "Sign out" if switch_to is None else "Switch user"
+    login_url = LOGIN if switch_to is None else f"{LOGIN}?next={quote(switch_to, safe='')}"
+    return _page("logout.html", status, title=title, user=user, next=switch_to, error=error, login_url=login_url)
+
+
 @bp.get("/.gateway/logout")
 async def logout_form() -> Response:
     active = await _active()
-    return _page("logout.html", title="Sign out" if active else "Signed out",
-                 user=active.principal.user if active else None)
+    return _logout_page(200, user=active.principal.user if active else None,
+                        switch_to=_switch_target(request.args.get("next")))
 
 
 @bp.post("/.gateway/logout")
@@ -189,14 +201,23 @@ async def logout_submit() -> Response:
     services = current_services()
     form = await request.form
     active = await _active()
+    switch_to = _switch_target(form.get("next"))
     if not _post_allowed(form.get("csrf_token")):
-        return _page("logout.html", 400, title="Sign out", user=active.principal.user if active else None)
+        return _logout_page(400, user=active.principal.user if active else None, switch_to=switch_to, error=FORM_EXPIRED)
     if active is not None and current_user.auth_id:
         await services.sessions.end(current_user.auth_id)
         services.audit.record("signout", user=active.principal.user, client=request_client(),
                               session=short_id(active.id_hash))
     logout_user()  # clears the cookie; the row is already gone, so a copy of the cookie is dead too
-    return _page("logout.html", title="Signed out", user=None)
+    if switch_to is not None:
+        # Switching user: straight on to the sign-in form, then back to the page that was refused.
+        response = Response("", status=303, headers={"Location": f"{LOGIN}?next={quote(switch_to, safe='')}"})
+    else:
+        response = _logout_page(200, user=None, switch_to=None)
+    # The app's pages this browser still holds (HTTP cache, back/forward cache) show the signed-in
+    # user: drop them, so Back after signing out asks the gateway again and meets the sign-in form.
+    response.headers["Clear-Site-Data"] = '"cache"'
+    return response
 
 
 # --- whoami
@@ -231,6 +252,8 @@ def _needs_sign_in(path: str) -> Response:
 async def _sessions_page(active: ActiveSession, status: int = 200, notice: str | None = None) -> Response:
     services = current_services()
     sessions = await services.sessions.live_sessions(active.record.user_id)
+    # This browser first, then the most recently used.
+    sessions = sorted(sessions, key=lambda s: (s.id_hash != active.id_hash, -s.last_seen))
     rows = [{"id": short_id(s.id_hash), "current": s.id_hash == active.id_hash, "created": s.created_at,
              "last_seen": s.last_seen, "client": s.client, "user_agent": s.user_agent} for s in sessions]
     return _page("sessions.html", status, title="Your sessions", user=active.principal.user, sessions=rows,

@@ -171,3 +171,34 @@ def test_websocket_max_message_default_and_errors(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as info:
             load_settings(path, env={})
         assert "upstream.websocket_max_message" in str(info.value)
+def test_ui_defaults_and_values(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, ""), env={}).ui.product_name == "Gateway"
+    path = write(tmp_path, '[ui]\nproduct_name = "Acme <Reports>"\ntitle = "Staff sign-in"\n'
+                           'logo_url = "https://cdn.example.com:8443/logo.svg"\nlogo_text = "AR"\nfooter_text = "Help: x4357"\n')
+    ui = load_settings(path, env={"GATEWAY_UI_FOOTER_TEXT": "Call 4357"}).ui
+    assert ui.product_name == "Acme <Reports>" and ui.title == "Staff sign-in" and ui.logo_text == "AR"
+    assert ui.footer_text == "Call 4357"  # the environment wins
+    assert ui.logo_origin == "https://cdn.example.com:8443"
+    local = load_settings(write(tmp_path, '[ui]\nlogo_url = "/static/logo.png?v=2"\n'), env={}).ui
+    assert local.logo_url == "/static/logo.png?v=2" and local.logo_origin is None
+
+
+@pytest.mark.parametrize("text", [
+    'logo_url = "http://cdn.example.com/logo.png"',   # could be swapped in transit
+    'logo_url = "javascript:alert(1)"',
+    'logo_url = "data:image/svg+xml,<svg onload=alert(1)>"',
+    'logo_url = "//cdn.example.com/logo.png"',        # scheme-relative: another site
+    'logo_url = "/\\\\evil.example/logo.png"',           # read by browsers as //evil.example
+    'logo_url = "https://user:pw@cdn.example.com/x"',
+    'logo_url = "logo.png"',
+    'logo_url = "/logo one.png"',
+    'product_name = ""',
+    'product_name = "two\\nlines"',
+    'title = "' + "t" * 101 + '"',
+    "footer_text = 3",
+])
+def test_bad_ui_values_name_the_key(tmp_path: Path, text: str) -> None:
+    key = text.split(" =")[0]
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, f"[ui]\n{text}\n"), env={})
+    assert len(info.value.problems) == 1 and f"ui.{key}:" in info.value.problems[0], info.value.problems
