@@ -257,7 +257,8 @@ def main() -> None:
     parser.add_argument("--stream-mib", type=int, default=1024, help="size of the streaming runs (0: skip)")
     parser.add_argument("--no-peers", action="store_true", help="skip Caddy and nginx")
     parser.add_argument("--workers", type=lambda text: [int(n) for n in text.split(",")],
-                        default=sorted({1, os.cpu_count() or 1}), help="gateway rows to run, e.g. 1,2 (default: 1 and the core count)")
+                        default=sorted({1, os.cpu_count() or 1}),
+                        help="gateway rows to run, e.g. 1,2 (default: 1 and the core count)")
     parser.add_argument("--profile", metavar="FILE", help="record a py-spy profile of the gateway's row into FILE")
     parser.add_argument("--profile-format", default="speedscope", choices=["speedscope", "flamegraph", "raw"],
                         help="py-spy output format (raw: collapsed stacks, for grep and sort)")
