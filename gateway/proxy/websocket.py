@@ -23,6 +23,7 @@ from websockets.typing import Subprotocol
 from websockets.uri import WebSocketURI
 
 from gateway.auth.cookie import cookie_value
+from gateway.auth.csrf import origin_allowed
 from gateway.errors import (
     BadGateway,
     BadRequest,
@@ -193,6 +194,14 @@ async def _admit(gateway: Gateway, scope: Scope) -> _Admitted:
     forwarded_for = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
     client_ip = client_address(peer, forwarded_for, rules.trusted_proxies) if rules.trusted_proxies else (peer or "")
     active, had_cookie = await gateway._identify(headers, client_ip)
+    if active is not None:
+        # Cross-site WebSocket hijacking: a page on another site opening a socket here would ride on
+        # the user's cookie (browsers apply no CORS to WebSockets). Browsers always send Origin on
+        # a handshake; clients that are not browsers send none and are not affected.
+        origin = _header(headers, b"origin")
+        ws_scope = dict(scope, scheme="https" if scope.get("scheme") == "wss" else "http")
+        if origin is not None and not origin_allowed(origin.decode("latin-1"), gateway._public_origin(ws_scope, headers, peer)):
+            raise Forbidden("A WebSocket from another site may not use this session.")
     principal = active.principal if active else None
     decision = decision_for(gateway.services.policy.policy, principal, canonical.decision, headers)
     if decision.outcome is Outcome.LOGIN or decision.outcome is Outcome.REAUTH:

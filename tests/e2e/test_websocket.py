@@ -141,7 +141,7 @@ def test_message_over_the_limit_closes_with_1009(ws_gateway: Gateway, alice: str
 def test_upstream_handshake_carries_identity_not_spoofs_nor_gateway_cookie(ws_gateway: Gateway, alice: str) -> None:
     spoofs = {"X-Forwarded-User": "mallory", "X_Forwarded_User": "mallory", "x-forwarded-roles": "root",
               "X_FORWARDED_ROLES": "root", "Cookie": "theme=dark"}
-    with open_socket(ws_gateway, "/chat/room?x=1&y=%20", alice, headers=spoofs, origin="http://127.0.0.1:1",  # type: ignore[arg-type]
+    with open_socket(ws_gateway, "/chat/room?x=1&y=%20", alice, headers=spoofs, origin=ws_gateway.url,  # type: ignore[arg-type]
                      subprotocols=["chat.v2"]) as socket:
         assert socket.subprotocol == "chat.v2"  # the upstream's choice, accepted towards the client
         socket.send("headers?")
@@ -153,9 +153,24 @@ def test_upstream_handshake_carries_identity_not_spoofs_nor_gateway_cookie(ws_ga
     assert [value for name, value in headers if name == "cookie"] == ["theme=dark"]
     assert not any(alice in value or "gateway_session" in value for _, value in headers)
     assert dict(headers)["user-agent"] == USER_AGENT.decode()
-    assert dict(headers)["origin"] == "http://127.0.0.1:1"
+    assert dict(headers)["origin"] == ws_gateway.url
     assert dict(headers)["sec-websocket-protocol"] == "chat.v2"
     assert [name for name, _ in headers].count("host") == 1
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "https://127.0.0.1:{port}", "http://127.0.0.1:1"])
+def test_a_socket_from_another_site_may_not_ride_on_the_session(
+    ws_gateway: Gateway, ws_upstream: Upstream, alice: str, origin: str
+) -> None:
+    """Cross-site WebSocket hijacking: browsers send the cookie and apply no CORS to WebSockets."""
+    before = stats(ws_upstream)["handshakes"]
+    with pytest.raises(InvalidStatus) as info:
+        open_socket(ws_gateway, "/chat/room", alice, origin=origin.format(port=ws_gateway.port)).close()  # type: ignore[arg-type]
+    assert info.value.response.status_code == 403
+    assert stats(ws_upstream)["handshakes"] == before  # never reached the app
+    with open_socket(ws_gateway, "/chat/room", alice) as socket:  # no Origin (not a browser): fine
+        socket.send("hi")
+        assert socket.recv(timeout=5) == "hi"
 
 
 def test_anonymous_socket_on_a_public_path_gets_no_identity(ws_gateway: Gateway) -> None:
