@@ -241,7 +241,8 @@ class Gateway:
         try:
             public = self._public_origin(scope, headers, peer)
             response_headers = downstream_response_headers(
-                response.headers, self.rules, upstream_origin=upstream.origin, public_origin=public
+                response.headers, self.rules, upstream_origin=upstream.origin, public_origin=public,
+                status=response.status,
             )
             await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
             length = _content_length(response.header(b"content-length"))

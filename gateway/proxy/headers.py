@@ -207,12 +207,16 @@ def upstream_request_headers(
     return out
 
 
+BODILESS = frozenset({204, 304})
+
+
 def downstream_response_headers(
     headers: Iterable[tuple[bytes, bytes]],
     rules: HeaderRules,
     *,
     upstream_origin: str,
     public_origin: str,
+    status: int = 200,
 ) -> HeaderList:
     """The upstream's response headers as sent to the browser.
 
@@ -223,10 +227,15 @@ def downstream_response_headers(
     headers = list(headers)
     nominated = connection_tokens(headers)
     replaced = rules.replaced_response_names
+    # A 204 or 304 has no body whatever its Content-Length says (RFC 9110 8.6); passed on, the
+    # server would wait for those bytes and break the browser's connection.
+    bodiless = status in BODILESS
     out: HeaderList = []
     for name, value in headers:
         key = name.lower()
         if key in HOP_BY_HOP or key in nominated or key == b"date" or key in replaced:
+            continue
+        if bodiless and key == b"content-length":
             continue
         if key == b"set-cookie" and _plants_gateway_cookie(value, rules.cookie_names_folded):
             continue

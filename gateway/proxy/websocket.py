@@ -55,6 +55,7 @@ HTTP_RESPONSE = "websocket.http.response"  # the ASGI extension for answering a 
 
 # Close codes (RFC 6455 section 7.4).
 NORMAL, GOING_AWAY, POLICY_VIOLATION, INTERNAL_ERROR, BAD_GATEWAY = 1000, 1001, 1008, 1011, 1014
+MESSAGE_TOO_BIG = 1009
 NO_STATUS = 1005  # reported by a library for a close frame without a code; never sent itself
 _SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
@@ -353,6 +354,10 @@ async def _upstream_to_client(upstream: ClientConnection, send: Send) -> _End:
 
 def _upstream_closed(upstream: ClientConnection) -> _End:
     received = upstream.protocol.close_rcvd
+    sent = upstream.protocol.close_sent
+    if received is None and sent is not None and sent.code == MESSAGE_TOO_BIG:
+        # The relay's own client refused an oversized message from the app: tell the browser the same.
+        return _End(client=(MESSAGE_TOO_BIG, sent.reason), upstream=None)
     if received is None:  # the upstream vanished, or broke the protocol: not the client's doing
         return _End(client=(BAD_GATEWAY, ""), upstream=None)
     return _End(client=(sendable_close_code(received.code, BAD_GATEWAY), received.reason), upstream=None)

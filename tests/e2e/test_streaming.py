@@ -358,3 +358,22 @@ def test_an_upstream_that_stops_taking_the_body_gets_a_write_timeout(make_gatewa
     upstream.go_on.set()
     with gateway.client() as client:
         assert client.post("/public/up", content=b"small").status_code == 200
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_bodiless_answer_with_a_content_length_keeps_the_browser_connection(
+    make_gateway: Any, stub: Callable[..., Stub], status: int
+) -> None:
+    """RFC 9110 lets a 304 carry the representation's Content-Length; there is still no body."""
+
+    def serve(upstream: Stub, conn: Any) -> None:
+        while conn.head() is not None:
+            conn.sock.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: 5\r\nETag: \"v1\"\r\n\r\n".encode())
+
+    app = stub(serve)
+    gateway = make_gateway(upstream_url=app.url, policy='rules:\n  - paths: ["/**"]\n    allow: anyone\n')
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        for _ in range(3):  # the same connection, again and again
+            response = client.get("/page")
+            assert response.status_code == status and response.headers["etag"] == '"v1"'
+            assert "content-length" not in response.headers or response.headers["content-length"] == "0"

@@ -138,6 +138,15 @@ def test_message_over_the_limit_closes_with_1009(ws_gateway: Gateway, alice: str
         assert socket.close_code == 1009
 
 
+def test_an_oversized_message_from_the_app_closes_the_browser_side_with_1009(ws_gateway: Gateway, alice: str) -> None:
+    with open_socket(ws_gateway, "/chat/big-down", alice, max_size=None) as socket:
+        socket.send(f"send bytes {MAX_MESSAGE}")
+        assert len(socket.recv(timeout=10)) == MAX_MESSAGE  # at the limit: relayed
+        socket.send(f"send bytes {MAX_MESSAGE + 1}")
+        assert wait_for_close(socket).rcvd is not None
+        assert socket.close_code == 1009  # the same code as the other way, not 1014
+
+
 def test_upstream_handshake_carries_identity_not_spoofs_nor_gateway_cookie(ws_gateway: Gateway, alice: str) -> None:
     spoofs = {"X-Forwarded-User": "mallory", "X_Forwarded_User": "mallory", "x-forwarded-roles": "root",
               "X_FORWARDED_ROLES": "root", "Cookie": "theme=dark"}

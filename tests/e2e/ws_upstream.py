@@ -49,6 +49,8 @@ async def handler(connection: ServerConnection) -> None:
         async for message in connection:
             if message == "headers?":
                 await connection.send(json.dumps({"path": request.path, "headers": list(request.headers.raw_items())}))
+            elif isinstance(message, str) and message.startswith("send bytes "):
+                await connection.send(b"y" * int(message.split()[2]))  # an app sending a message this big
             elif isinstance(message, str) and message.startswith("close "):
                 _, code, reason = message.split(" ", 2)
                 await connection.close(int(code), reason)

@@ -171,6 +171,13 @@ def test_response_headers() -> None:
     assert out == [(b"set-cookie", b"theme=dark"), (b"location", b"https://gw.example/a"), (b"content-length", b"3")]
 
 
+@pytest.mark.parametrize(("status", "kept"), [(200, True), (404, True), (204, False), (304, False)])
+def test_a_bodiless_status_sends_no_content_length(status: int, kept: bool) -> None:
+    out = downstream_response_headers([(b"Content-Length", b"5"), (b"ETag", b'"x"')], RULES,
+                                      upstream_origin="http://127.0.0.1:8081", public_origin="https://gw", status=status)
+    assert ((b"content-length", b"5") in out) is kept and (b"etag", b'"x"') in out
+
+
 @pytest.mark.parametrize(
     ("peer", "xff", "expected"),
     [
