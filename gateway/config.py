@@ -48,6 +48,9 @@ class ServerSettings:
     keyfile: Path | None = None
     hsts: bool = True  # Strict-Transport-Security on every response, whenever the browser uses HTTPS
     max_body_size: int = 0  # bytes of a proxied request body; 0 = no limit
+    max_header_size: int = 64 * 1024  # request line + headers; then 431
+    header_timeout: float = 20.0  # seconds for a request's head to arrive; then 408
+    max_clients: int = 10_000  # connections and requests at once per worker; then 503
 
     @property
     def tls(self) -> bool:
@@ -377,6 +380,9 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("server", "keyfile"): (_optional_str, None),
     ("server", "hsts"): (_bool, True),
     ("server", "max_body_size"): (_size_in(0, 2**62), 0),
+    ("server", "max_header_size"): (_size_in(1024, 1024**2), "64k"),
+    ("server", "header_timeout"): (_seconds, "20s"),
+    ("server", "max_clients"): (_int_in(1, 1_000_000), 10_000),
     ("upstream", "url"): (_origin, "http://127.0.0.1:8081"),
     ("upstream", "connect_timeout"): (_seconds, "5s"),
     ("upstream", "read_timeout"): (_seconds, "60s"),
@@ -509,6 +515,9 @@ def load_settings(
             keyfile=keyfile,
             hsts=get("server", "hsts"),
             max_body_size=get("server", "max_body_size"),
+            max_header_size=get("server", "max_header_size"),
+            header_timeout=get("server", "header_timeout"),
+            max_clients=get("server", "max_clients"),
         ),
         upstream=UpstreamSettings(
             url=get("upstream", "url"),

@@ -100,6 +100,9 @@ trusted_proxies = []
 workers = {workers}
 # Largest request body forwarded to the app ("10m", "1g"); 0 = no limit.
 # max_body_size = 0
+# max_header_size = "64k"     # request line + headers; then 431
+# header_timeout = "20s"      # for a request's head to arrive; then 408
+# max_clients = 10000         # connections and requests at once per worker; then 503
 
 [upstream]
 # The app behind the gateway: scheme://host:port, without a path.

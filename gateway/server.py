@@ -17,6 +17,7 @@ import uvicorn
 from gateway.asgi import Gateway
 from gateway.audit import configure_audit_log
 from gateway.config import CONFIG_ENV, Settings, load_settings
+from gateway.http_protocol import protocol_options
 
 WORKER_FACTORY = "gateway.server:worker_app"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -65,6 +66,10 @@ def server_options(settings: Settings) -> dict[str, Any]:
         # The same limit as the relay's upstream client (gateway/proxy/websocket.py), so a message one
         # leg accepts is never refused by the other.
         "ws_max_size": settings.upstream.websocket_max_message,
+        # Refuse new requests (503) beyond this many connections and requests at once, rather than
+        # run out of file descriptors (see raise_open_files_limit).
+        "limit_concurrency": settings.server.max_clients,
+        **protocol_options(settings.server.max_header_size, settings.server.header_timeout),
     }
     if settings.server.tls:
         # The files were checked (both given, readable, a matching pair) when the settings loaded.
@@ -73,11 +78,35 @@ def server_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def raise_open_files_limit(wanted: int) -> int:
+    """Lift the soft limit on open files towards the hard one (often 1,024 against 1,048,576): every
+    client connection and every upstream connection is a file descriptor. Returns the limit now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, wanted))
+    if soft != resource.RLIM_INFINITY and target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 def serve(settings: Settings) -> None:
     logging.getLogger("gateway").info(
         "gateway listening on %s://%s:%d with %d worker(s), forwarding to %s", "https" if settings.server.tls else "http",
         settings.server.host, settings.server.port, settings.server.workers, settings.upstream.url,
     )
+    # Client connections, the upstream pool, and some for files, the store and logs.
+    wanted = settings.server.max_clients + settings.upstream.max_connections + 256
+    limit = raise_open_files_limit(wanted)
+    if limit != -1 and limit < wanted:
+        logging.getLogger("gateway").warning(
+            "only %d open files allowed (ulimit -n); server.max_clients = %d wants %d: lower it or raise the limit",
+            limit, settings.server.max_clients, wanted,
+        )
     options = server_options(settings)
     if settings.server.workers == 1:
         from gateway.app import create_app
