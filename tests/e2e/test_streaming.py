@@ -238,9 +238,10 @@ def test_a_chunked_body_growing_past_max_body_size_is_cut_off(make_gateway: Any,
     head = b"POST /public/up HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     status, body = raw_exchange(gateway.port, head, chunked(MiB + 1000))
     assert status == 413 and json.loads(body)["error"] == "payload_too_large"
-    # The upstream got the start of the request, then the connection was cut: no complete request.
+    # The upstream got at most the start of the request (how much depends on timing), then the
+    # connection was cut: never a complete request.
     wait_until(lambda: upstream.open == 0, "the upstream connection closing", timeout=5)
-    assert upstream.requests == 1 and 0 < upstream.read <= MiB
+    assert upstream.requests <= 1 and upstream.read <= MiB
     status, body = raw_exchange(gateway.port, head, chunked(MiB))  # at the limit it passes
     assert status == 200 and json.loads(body)["body_length"] == MiB
 
