@@ -260,40 +260,47 @@ async def _poll(check: Callable[[], Awaitable[bool]], timeout: float) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.parametrize("change", ["revoke", "disable", "roles", "delete"])
-async def test_cached_rows_see_other_processes_writes_within_a_second(tmp_path: Path, change: str) -> None:
-    """The gateway caches session rows; the CLI (another connection) must still reach it within 1 s."""
+@pytest.fixture
+async def cached_and_other(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
+    """A gateway's store (session cache on) and another process's (the CLI, a worker) on one file."""
     path = tmp_path / "shared.db"
-    gateway, cli = SqliteStore(path, session_cache_ttl=1.0), SqliteStore(path)
+    gateway, other = SqliteStore(path, session_cache_ttl=1.0), SqliteStore(path)
     await gateway.open()
-    await cli.open()
-    try:
-        user = await cli.add_user("alice", "h", ("admin",), 1.0)
-        await cli.create_session("s1", user.id, 10.0, "", "")
-        first = await gateway.get_session("s1")
-        assert first is not None and first.roles == ("admin",)
-        assert await gateway.get_session("s1") == first  # served again (from memory)
-        if change == "revoke":
-            await cli.delete_session("s1")
-        elif change == "disable":
-            await cli.set_disabled("alice", True)
-        elif change == "roles":
-            await cli.set_roles("alice", ("staff",))
-        else:
-            await cli.delete_user("alice")
+    await other.open()
+    yield gateway, other
+    await gateway.close()
+    await other.close()
 
-        async def seen() -> bool:
-            record = await gateway.get_session("s1")
-            if change == "disable":
-                return record is not None and record.user_disabled
-            if change == "roles":
-                return record is not None and record.roles == ("staff",)
-            return record is None
 
-        assert await _poll(seen, timeout=1.0) < 1.0
-    finally:
-        await gateway.close()
-        await cli.close()
+@pytest.mark.parametrize("change", ["revoke", "disable", "roles", "delete"])
+async def test_cached_rows_see_other_processes_writes_within_a_second(
+    cached_and_other: tuple[SqliteStore, SqliteStore], change: str
+) -> None:
+    """The gateway caches session rows; the CLI (another connection) must still reach it within 1 s."""
+    gateway, cli = cached_and_other
+    user = await cli.add_user("alice", "h", ("admin",), 1.0)
+    await cli.create_session("s1", user.id, 10.0, "", "")
+    first = await gateway.get_session("s1")
+    assert first is not None and first.roles == ("admin",)
+    assert await gateway.get_session("s1") == first  # served again (from memory)
+    if change == "revoke":
+        await cli.delete_session("s1")
+    elif change == "disable":
+        await cli.set_disabled("alice", True)
+    elif change == "roles":
+        await cli.set_roles("alice", ("staff",))
+    else:
+        await cli.delete_user("alice")
+
+    async def seen() -> bool:
+        record = await gateway.get_session("s1")
+        if change == "disable":
+            return record is not None and record.user_disabled
+        if change == "roles":
+            return record is not None and record.roles == ("staff",)
+        return record is None
+
+    assert await _poll(seen, timeout=1.0) < 1.0
 
 
 async def test_a_lookup_racing_a_local_write_cannot_cache_the_old_row(tmp_path: Path) -> None:
@@ -312,27 +319,20 @@ async def test_a_lookup_racing_a_local_write_cannot_cache_the_old_row(tmp_path: 
         await store.close()
 
 
-async def test_only_user_and_session_changes_empty_the_cache(tmp_path: Path) -> None:
+async def test_only_user_and_session_changes_empty_the_cache(cached_and_other: tuple[SqliteStore, SqliteStore]) -> None:
     """Other workers touch idle clocks, write audit rows and throttle counters all the time: none of
     that may empty the cache (every request would go to the store again); a revocation must."""
-    path = tmp_path / "shared.db"
-    gateway, other = SqliteStore(path, session_cache_ttl=1.0), SqliteStore(path)
-    await gateway.open()
-    await other.open()
-    try:
-        user = await other.add_user("alice", "h", ("admin",), 1.0)
-        await other.create_session("s1", user.id, 10.0, "", "")
-        await gateway.check_other_writers()
-        assert await gateway.get_session("s1") is not None
-        await other.touch_session("s1", 20.0)
-        await other.add_audit([AuditRecord(1.0, "x", None, None, "{}")])
-        await other.record_failure(["k"], 1.0, 60.0)
-        assert not await gateway.check_other_writers()
-        await other.delete_session("s1")
-        assert await gateway.check_other_writers()
-        assert await gateway.get_session("s1") is None
-        await other.set_roles("alice", ("staff",))
-        assert await gateway.check_other_writers()
-    finally:
-        await gateway.close()
-        await other.close()
+    gateway, other = cached_and_other
+    user = await other.add_user("alice", "h", ("admin",), 1.0)
+    await other.create_session("s1", user.id, 10.0, "", "")
+    await gateway.check_other_writers()
+    assert await gateway.get_session("s1") is not None
+    await other.touch_session("s1", 20.0)
+    await other.add_audit([AuditRecord(1.0, "x", None, None, "{}")])
+    await other.record_failure(["k"], 1.0, 60.0)
+    assert not await gateway.check_other_writers()
+    await other.delete_session("s1")
+    assert await gateway.check_other_writers()
+    assert await gateway.get_session("s1") is None
+    await other.set_roles("alice", ("staff",))
+    assert await gateway.check_other_writers()

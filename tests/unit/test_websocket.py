@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from gateway.policy import Principal, parse_policy
-from gateway.proxy.headers import HeaderRules
 from gateway.proxy.websocket import (
     decision_for,
     handshake_headers,
@@ -18,16 +16,8 @@ from gateway.proxy.websocket import (
     sendable_close_code,
     upstream_uri,
 )
+from tests.unit.samples import ALICE, RULES
 
-RULES = HeaderRules(
-    user_header=b"X-Forwarded-User",
-    roles_header=b"X-Forwarded-Roles",
-    cookie_names=frozenset({b"gateway_session", b"gateway_csrf"}),
-    upstream_host=b"127.0.0.1:8081",
-    preserve_host=False,
-    trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),),
-)
-ALICE = Principal(user="alice", roles=frozenset({"staff", "admin"}), auth_time=0.0)
 POLICY = parse_policy({"p.yaml": 'rules:\n  - paths: ["/**"]\n    allow: authenticated\n'
                                  '  - paths: ["/admin/**"]\n    roles: [admin]\n'
                                  '  - paths: ["/ro/**"]\n    methods: [GET]\n    allow: authenticated\n'})
