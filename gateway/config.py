@@ -129,9 +129,22 @@ class PasswordSettings:
     max_concurrent: int  # verifications at once; each holds memory_cost KiB
 
 
+LOG_FORMATS = ("json", "text")
+DEFAULT_METRICS_ALLOW = ["127.0.0.1/32", "::1/128"]
+
+
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str
+    format: str = "json"  # one of LOG_FORMATS: every line on standard error (audit lines are JSON always)
+    access: bool = True  # one access-log line per request (logger gateway.access)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    # Client addresses (judged like everywhere else: the peer, or behind trusted proxies the real
+    # client) that may read /.gateway/metrics; everyone else gets 404. Empty: nobody.
+    allow: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in DEFAULT_METRICS_ALLOW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +159,7 @@ class Settings:
     passwords: PasswordSettings
     log: LogSettings
     warnings: tuple[str, ...]
+    metrics: MetricsSettings = MetricsSettings()
 
 
 # --- value parsers: each takes the raw TOML/env value and returns the typed value or raises ValueError
@@ -335,6 +349,9 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("passwords", "parallelism"): (_int_in(1, 64), 4),
     ("passwords", "max_concurrent"): (_int_in(1, 64), 2),
     ("log", "level"): (_level, "info"),
+    ("log", "format"): (_choice(*LOG_FORMATS), "json"),
+    ("log", "access"): (_bool, True),
+    ("metrics", "allow"): (_networks, DEFAULT_METRICS_ALLOW),
 }
 
 # Keys that may never be written in the file itself.
@@ -469,8 +486,9 @@ def load_settings(
             parallelism=get("passwords", "parallelism"),
             max_concurrent=get("passwords", "max_concurrent"),
         ),
-        log=LogSettings(level=get("log", "level")),
+        log=LogSettings(level=get("log", "level"), format=get("log", "format"), access=get("log", "access")),
         warnings=tuple(warnings),
+        metrics=MetricsSettings(allow=get("metrics", "allow")),
     )
 
 
