@@ -131,6 +131,7 @@ def create_app(
         await audit.stop()
         await store.close()
         services.metrics.close()
+        gateway.access.flush()
 
     every_page = [(name.decode(), value.decode()) for name, value in (*PAGE_HEADERS, *rules.response_headers)]
 
