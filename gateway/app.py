@@ -22,6 +22,7 @@ from gateway.auth.throttle import Throttle
 from gateway.auth.user import GatewayAuth, auth_config
 from gateway.config import Settings
 from gateway.errors import GatewayError, error_for_status, render_error, wants_html
+from gateway.metrics import Metrics
 from gateway.pages import Pages
 from gateway.policy import Policy, PolicyError, load_policy
 from gateway.policy.watcher import PolicyWatcher
@@ -65,6 +66,7 @@ def create_app(
         throttle=Throttle(store),
         device=DeviceCookie(secret, settings.session.device_cookie_name),
         pages=Pages(settings.ui),
+        metrics=Metrics(),
     )
 
     app = Quart("gateway", static_folder="static", static_url_path="/.gateway/static")
@@ -95,6 +97,7 @@ def create_app(
 
     def policy_loaded(new: Policy) -> None:
         services.policy = PolicyState(policy=new)
+        services.metrics.policy_reloaded(ok=True)
         log.info("policy reloaded: %d rule(s) from %d file(s)", len(new.rules), len(new.files))
         audit.record("policy.reloaded", rules=len(new.rules), files=len(new.files))
         for warning in new.warnings:
@@ -102,6 +105,7 @@ def create_app(
 
     def policy_failed(error: PolicyError) -> None:
         services.policy = PolicyState(policy=services.policy.policy, problems=tuple(str(p) for p in error.problems))
+        services.metrics.policy_reloaded(ok=False)
         audit.record("policy.rejected", problems=[str(p) for p in error.problems])
         for problem in error.problems:
             log.error("policy not reloaded, the last good policy stays in force: %s", problem)
@@ -127,6 +131,8 @@ def create_app(
             await gateway.upstream.aclose()
         await audit.stop()
         await store.close()
+        services.metrics.close()
+        gateway.access.flush()
 
     every_page = [(name.decode(), value.decode()) for name, value in (*services.pages.headers, *rules.response_headers)]
 

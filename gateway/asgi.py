@@ -10,11 +10,13 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from typing import Any, cast
 from urllib.parse import quote
 
 from quart import Quart
 
+from gateway.access import AccessLog, Exchange, request_id
 from gateway.auth.cookie import cookie_value
 from gateway.auth.sessions import ActiveSession
 from gateway.errors import (
@@ -30,6 +32,7 @@ from gateway.errors import (
     render_error,
     wants_html,
 )
+from gateway.metrics import ALLOW, BAD_REQUEST, DENY, GATEWAY_PAGE, LOGIN, REAUTH
 from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, decide
 from gateway.policy.paths import origin_form
 from gateway.proxy.forward import (
@@ -42,6 +45,7 @@ from gateway.proxy.forward import (
     has_body,
 )
 from gateway.proxy.headers import (
+    REQUEST_ID,
     HeaderRules,
     client_address,
     downstream_response_headers,
@@ -61,10 +65,16 @@ Send = Any
 GATEWAY_PREFIX = "/.gateway/"
 # Longer targets are refused (as nginx does at 8 KiB); the upstream client refuses them anyway.
 MAX_TARGET_BYTES = 8192
+MAX_LOGGED_PATH = 1024  # a target refused as malformed is logged cut to this many characters
 # Method names are case-sensitive (RFC 9110): "get" is not GET, and a server framing the answer to
 # "head" as a GET's while the upstream answers a HEAD would hang the client.
 METHOD = re.compile(r"[A-Z][A-Z0-9_-]{0,31}")
 LOGIN_PATH = "/.gateway/login"
+DECISION_LABEL = {Outcome.ALLOW: ALLOW, Outcome.LOGIN: LOGIN, Outcome.REAUTH: REAUTH, Outcome.FORBIDDEN: DENY}
+# nginx's convention for "the client closed the connection before any answer was sent".
+CLIENT_CLOSED = 499
+# Where the Quart views find the request's Exchange (to name the signed-in user in the access line).
+EXCHANGE_KEY = "gateway.exchange"
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -111,6 +121,28 @@ def _canonical(raw_path: bytes, allow_params: bool, case_insensitive: bool) -> C
     return canonicalize(raw_path, allow_params=allow_params, case_insensitive=case_insensitive)
 
 
+def recording_send(send: Send, exchange: Exchange) -> Send:
+    """``send`` for the Quart pages and the WebSocket relay (not the proxy path, which records
+    itself): notes the status and the bytes sent, and adds X-Request-ID to the response head."""
+    tagged = (REQUEST_ID, exchange.request_id)
+
+    async def recorded(message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.body" or kind == "websocket.http.response.body":
+            exchange.bytes += len(message.get("body", b""))
+        elif kind == "websocket.send":
+            text = message.get("text")
+            exchange.bytes += len(text.encode()) if text is not None else len(message.get("bytes") or b"")
+        elif kind == "http.response.start" or kind == "websocket.http.response.start" or kind == "websocket.accept":
+            exchange.status = message.get("status", 101)
+            message = dict(message, headers=[*message.get("headers", ()), tagged])
+        elif kind == "websocket.close" and exchange.status == 0:
+            exchange.status = 403  # closed before accept: the server answers the handshake with 403
+        await send(message)
+
+    return recorded
+
+
 class Gateway:
     """ASGI app: canonical path -> Quart (gateway pages) or policy + proxy (everything else)."""
 
@@ -123,51 +155,80 @@ class Gateway:
         self._allow_params = settings.policy.allow_path_params
         self._case_insensitive = settings.policy.case_insensitive
         self._max_body_size = settings.server.max_body_size
+        self._trusted = header_rules.trusted_proxies
+        self.metrics = services.metrics
+        self.access = AccessLog(services.metrics, enabled=settings.log.access, text=settings.log.format == "text")
+
+    def client_ip(self, headers: list[tuple[bytes, bytes]], peer: str | None) -> str:
+        """The real client: the peer, or behind [server] trusted_proxies the address they name."""
+        if not self._trusted:
+            return peer or ""
+        return client_address(peer, [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"], self._trusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self.quart(cast(Any, scope), receive, send)
             return
-        if kind == "websocket":
-            await relay_websocket(self, scope, receive, send)
-            return
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        peer_info = scope.get("client")
+        exchange = Exchange(request_id(_header(headers, REQUEST_ID)), scope.get("method", "GET"),
+                            self.client_ip(headers, peer_info[0] if peer_info else None))
+        try:
+            if kind == "websocket":
+                await relay_websocket(self, scope, receive, recording_send(send, exchange), exchange)
+            else:
+                await self._http(scope, receive, send, exchange)
+        finally:
+            self.access.finish(exchange)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         given = scope.get("raw_path")
         raw_path = origin_form(given or scope["path"].encode())
         if raw_path is not given:  # absolute-form target, or a server without raw_path: record the path used
             scope = dict(scope, raw_path=raw_path)
         if len(raw_path) + len(scope.get("query_string", b"")) > MAX_TARGET_BYTES:
-            await self._refuse(scope, send, UriTooLong())
+            await self._refuse(scope, send, UriTooLong(), exchange, refused_path=raw_path)
             return
         if not METHOD.fullmatch(scope["method"]):
-            await self._refuse(scope, send, BadRequest("Unknown request method."))
+            await self._refuse(scope, send, BadRequest("Unknown request method."), exchange, refused_path=raw_path)
             return
         try:
             canonical = _canonical(raw_path, self._allow_params, self._case_insensitive)
         except PathError as exc:
-            await self._refuse(scope, send, BadRequest(f"Malformed or ambiguous path: {exc}."))
+            await self._refuse(scope, send, BadRequest(f"Malformed or ambiguous path: {exc}."), exchange,
+                               refused_path=raw_path)
             return
+        exchange.path = canonical.decision
         if canonical.decision == "/.gateway" or canonical.decision.startswith(GATEWAY_PREFIX):
             # Quart routes on the canonical path; its own decoding of the raw bytes is never used.
             inner = dict(scope, path=canonical.decision, raw_path=canonical.forward.encode("ascii"))
-            await self.quart(cast(Any, inner), receive, send)
+            inner[EXCHANGE_KEY] = exchange
+            exchange.decision = GATEWAY_PAGE
+            await self.quart(cast(Any, inner), receive, recording_send(send, exchange))
             return
         try:
-            await self._proxy(scope, receive, send, canonical)
+            await self._proxy(scope, receive, send, canonical, exchange)
         except GatewayError as exc:
-            await self._refuse(scope, send, exc)
+            await self._refuse(scope, send, exc, exchange)
         except ClientDisconnected:
-            pass
+            if not exchange.status:
+                exchange.status = CLIENT_CLOSED
         except Exception:
             # A bug must still fail closed with a proper answer, never forward or hang.
             log.exception("unexpected error on the proxy path")
-            await self._refuse(scope, send, GatewayError())
+            await self._refuse(scope, send, GatewayError(), exchange)
 
-    async def _refuse(self, scope: Scope, send: Send, error: GatewayError, user: str | None = None) -> None:
+    async def _refuse(self, scope: Scope, send: Send, error: GatewayError, exchange: Exchange, user: str | None = None,
+                      *, refused_path: bytes | None = None) -> None:
         html = wants_html(_header(scope["headers"], b"accept"))
         status, headers, body = render_error(error, html, user, pages=self.services.pages,
                                              target=(scope.get("raw_path") or b"", scope.get("query_string", b"")))
-        await send_simple(send, status, [*headers, *self.rules.response_headers], body)
+        if refused_path is not None:  # refused before it had a canonical path: logged as sent, cut short
+            exchange.decision = BAD_REQUEST
+            exchange.path = refused_path[:MAX_LOGGED_PATH].decode("latin-1")
+        exchange.status, exchange.bytes = status, len(body)
+        await send_simple(send, status, [*headers, *self.rules.response_headers, (REQUEST_ID, exchange.request_id)], body)
 
     async def _identify(self, headers: list[tuple[bytes, bytes]], client: str) -> tuple[ActiveSession | None, bool]:
         """The live session named by the cookie, and whether a cookie was sent at all."""
@@ -184,14 +245,16 @@ class Gateway:
             log.error("session lookup failed: %s", type(exc).__name__)
             raise ServiceUnavailable("The session store is unavailable.") from exc
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send, canonical: CanonicalPath) -> None:
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, canonical: CanonicalPath,
+                     exchange: Exchange) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         peer_info = scope.get("client")
         peer = peer_info[0] if peer_info else None
-        client_ip = client_address(peer, [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"],
-                                   self.rules.trusted_proxies) if self.rules.trusted_proxies else (peer or "")
+        client_ip = exchange.client
         active, had_cookie = await self._identify(headers, client_ip)
         principal = active.principal if active else None
+        if principal is not None:
+            exchange.user = principal.user
         method: str = scope["method"]
         policy = self.services.policy.policy  # read once: one request, one whole policy
         decision = decide(policy, principal, method, canonical.decision)
@@ -201,9 +264,10 @@ class Gateway:
             if not tunnelled.allowed:
                 decision = tunnelled
                 break
+        exchange.decision = DECISION_LABEL[decision.outcome]
 
         if decision.outcome is Outcome.LOGIN or decision.outcome is Outcome.REAUTH:
-            await self._ask_for_sign_in(scope, send, clear_cookie=had_cookie and active is None,
+            await self._ask_for_sign_in(scope, send, exchange, clear_cookie=had_cookie and active is None,
                                         reauth=decision.outcome is Outcome.REAUTH)
             return
         if decision.outcome is not Outcome.ALLOW:
@@ -214,14 +278,14 @@ class Gateway:
                 path=canonical.decision, reason=decision.reason,
                 rule=f"{decision.rule.file}:{decision.rule.line}" if decision.rule else None,
             )
-            await self._refuse(scope, send, Forbidden(), user)
+            await self._refuse(scope, send, Forbidden(), exchange, user)
             return
 
         upstream = self.upstream
         if upstream is None:
             raise ServiceUnavailable()
         outgoing = upstream_request_headers(headers, self.rules, principal=principal, client=peer,
-                                            scheme=scope.get("scheme", "http"))
+                                            scheme=scope.get("scheme", "http"), request_id=exchange.request_id)
         query: bytes = scope.get("query_string", b"")
         target = canonical.forward + ("?" + query.decode("latin-1") if query else "")
         if declared_too_large(headers, self._max_body_size):
@@ -230,7 +294,10 @@ class Gateway:
         chunks = body.__aiter__() if body else None
         if chunks is not None and self._max_body_size:
             chunks = LimitedBody(chunks, self._max_body_size)
+        sent_at = time.perf_counter()
         response = await upstream.send(method, target, outgoing, chunks)
+        exchange.upstream = waited = time.perf_counter() - sent_at
+        self.metrics.upstream_seconds.observe(waited)
         if not 200 <= response.status <= 599:
             # 101 needs the WebSocket relay; other 1xx are consumed by the client library; beyond
             # 599 no status line can be written. None of them can be relayed as they are.
@@ -242,8 +309,9 @@ class Gateway:
             public = self._public_origin(scope, headers, peer)
             response_headers = downstream_response_headers(
                 response.headers, self.rules, upstream_origin=upstream.origin, public_origin=public,
-                status=response.status,
+                status=response.status, request_id=exchange.request_id,
             )
+            exchange.status = response.status
             await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
             length = _content_length(response.header(b"content-length"))
             if (body is None or body.finished) and (length is None or length > LONG_RESPONSE):
@@ -253,6 +321,7 @@ class Gateway:
                     log.info("client went away during %s %s; upstream response dropped", method, canonical.decision)
                     return
                 if chunk:
+                    exchange.bytes += len(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except Exception as exc:
@@ -272,9 +341,10 @@ class Gateway:
             forwarded_host=_last_header(headers, b"x-forwarded-host"), networks=self.rules.trusted_proxies,
         )
 
-    async def _ask_for_sign_in(self, scope: Scope, send: Send, *, clear_cookie: bool, reauth: bool) -> None:
+    async def _ask_for_sign_in(self, scope: Scope, send: Send, exchange: Exchange, *, clear_cookie: bool,
+                               reauth: bool) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        extra: list[tuple[bytes, bytes]] = []
+        extra: list[tuple[bytes, bytes]] = [(REQUEST_ID, exchange.request_id)]
         if clear_cookie:
             # A dead or forged cookie: tell the browser to drop it.
             extra.append((b"set-cookie", self._expire_cookie()))
@@ -283,10 +353,12 @@ class Gateway:
             raw_path: bytes = scope["raw_path"]
             original = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
             location = f"{LOGIN_PATH}?next={quote(original, safe='')}" + ("&reauth=1" if reauth else "")
+            exchange.status = 302
             await send_simple(send, 302, [(b"location", location.encode()), (b"cache-control", b"no-store"),
                                           (b"content-length", b"0"), *extra, *self.rules.response_headers])
             return
         status, out, body = render_error(ReauthenticationRequired() if reauth else Unauthorized(), False)
+        exchange.status, exchange.bytes = status, len(body)
         await send_simple(send, status, [*out, *extra, *self.rules.response_headers], body)
 
     def _expire_cookie(self) -> bytes:

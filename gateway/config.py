@@ -132,9 +132,22 @@ class PasswordSettings:
     max_concurrent: int  # verifications at once; each holds memory_cost KiB
 
 
+LOG_FORMATS = ("json", "text")
+DEFAULT_METRICS_ALLOW = ["127.0.0.1/32", "::1/128"]
+
+
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str
+    format: str = "json"  # one of LOG_FORMATS: every line on standard error (audit lines are JSON always)
+    access: bool = True  # one access-log line per request (logger gateway.access)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    # Client addresses (judged like everywhere else: the peer, or behind trusted proxies the real
+    # client) that may read /.gateway/metrics; everyone else gets 404. Empty: nobody.
+    allow: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in DEFAULT_METRICS_ALLOW)
 
 
 DEFAULT_PRODUCT_NAME = "Gateway"
@@ -173,6 +186,7 @@ class Settings:
     log: LogSettings
     warnings: tuple[str, ...]
     ui: UiSettings = UiSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 # --- value parsers: each takes the raw TOML/env value and returns the typed value or raises ValueError
@@ -414,6 +428,9 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("ui", "logo_url"): (_logo_url, None),
     ("ui", "logo_text"): (_optional_text(64), None),
     ("ui", "footer_text"): (_optional_text(300), None),
+    ("log", "format"): (_choice(*LOG_FORMATS), "json"),
+    ("log", "access"): (_bool, True),
+    ("metrics", "allow"): (_networks, DEFAULT_METRICS_ALLOW),
 }
 
 # Keys that may never be written in the file itself.
@@ -551,7 +568,7 @@ def load_settings(
             parallelism=get("passwords", "parallelism"),
             max_concurrent=get("passwords", "max_concurrent"),
         ),
-        log=LogSettings(level=get("log", "level")),
+        log=LogSettings(level=get("log", "level"), format=get("log", "format"), access=get("log", "access")),
         warnings=tuple(warnings),
         ui=UiSettings(
             product_name=get("ui", "product_name"),
@@ -560,6 +577,7 @@ def load_settings(
             logo_text=get("ui", "logo_text"),
             footer_text=get("ui", "footer_text"),
         ),
+        metrics=MetricsSettings(allow=get("metrics", "allow")),
     )
 
 

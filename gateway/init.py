@@ -149,7 +149,14 @@ dir = {toml_string(POLICY_FOLDER)}
 # max_concurrent = 2          # verifications at once
 
 [log]
+# Everything goes to standard error, one line each; audit lines are always JSON.
 # level = "info"              # debug, info, warning, error
+# format = "json"             # or "text"
+# access = true               # one access-log line per request (never the query string or a cookie)
+
+[metrics]
+# Who may read /.gateway/metrics (Prometheus): client addresses or CIDRs; everyone else gets 404.
+# allow = ["127.0.0.1/32", "::1/128"]
 
 [ui]
 # What the sign-in and error pages show. Text is shown as written (never as HTML).

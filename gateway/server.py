@@ -15,28 +15,35 @@ from typing import Any
 import uvicorn
 
 from gateway.asgi import Gateway
-from gateway.audit import configure_audit_log
 from gateway.config import CONFIG_ENV, Settings, load_settings
 from gateway.http_protocol import protocol_options
+from gateway.logs import configure_logging as configure_log_lines
+from gateway.metrics import shared_metrics_dir
 
 WORKER_FACTORY = "gateway.server:worker_app"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class _RefusedHandshakeNoise(logging.Filter):
-    """Drops one spurious ERROR: Uvicorn's websockets protocol logs "returned without completing
-    handshake" after every handshake refused through the websocket.http.response extension, which
-    is how the WebSocket relay answers 401/403 (Kludex/uvicorn#3138, open). The relay always accepts,
-    refuses or sees the client leave, so here the line never means anything else."""
+class _UvicornNoise(logging.Filter):
+    """Drops two kinds of Uvicorn line.
+
+    A spurious ERROR: Uvicorn's websockets protocol logs "returned without completing handshake"
+    after every handshake refused through the websocket.http.response extension, which is how the
+    WebSocket relay answers 401/403 (Kludex/uvicorn#3138, open). The relay always accepts, refuses
+    or sees the client leave, so here the line never means anything else.
+
+    Its own access line for each WebSocket handshake ('client - "WebSocket /path?query" [accepted]'),
+    which ignores access_log=False: the gateway writes its own (gateway/access.py), and Uvicorn's
+    carries the query string, which may hold a secret the access log promises never to write."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"'):
+            return False
         return record.getMessage() != "ASGI callable returned without completing handshake."
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log.level.upper(), format=LOG_FORMAT)
-    configure_audit_log()
-    logging.getLogger("uvicorn.error").addFilter(_RefusedHandshakeNoise())
+    configure_log_lines(settings)
+    logging.getLogger("uvicorn.error").addFilter(_UvicornNoise())
 
 
 def worker_app() -> Gateway:
@@ -60,7 +67,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "proxy_headers": False,
         "server_header": False,
         "date_header": True,
-        "access_log": False,
+        "access_log": False,  # the gateway writes its own (gateway/access.py)
+        # Uvicorn's lines go through the gateway's handler (configure_logging), in [log] format.
+        "log_config": None,
         "log_level": settings.log.level,
         "timeout_graceful_shutdown": 10,
         # The same limit as the relay's upstream client (gateway/proxy/websocket.py), so a message one
@@ -114,4 +123,6 @@ def serve(settings: Settings) -> None:
         uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
         return
     os.environ[CONFIG_ENV] = str(settings.config_file)
-    uvicorn.run(WORKER_FACTORY, factory=True, workers=settings.server.workers, **options)
+    # The workers' metric files go to one private folder, so any worker can answer a scrape for all.
+    with shared_metrics_dir():
+        uvicorn.run(WORKER_FACTORY, factory=True, workers=settings.server.workers, **options)

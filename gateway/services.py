@@ -17,6 +17,7 @@ from gateway.auth.passwords import Passwords
 from gateway.auth.sessions import SessionManager
 from gateway.auth.throttle import Throttle
 from gateway.config import Settings
+from gateway.metrics import Metrics
 from gateway.pages import DEFAULT_PAGES, Pages
 from gateway.policy import Policy
 from gateway.store.base import Store
@@ -46,6 +47,7 @@ class Services:
     audit: Audit
     throttle: Throttle
     device: DeviceCookie
+    metrics: Metrics
     pages: Pages = DEFAULT_PAGES  # create_app builds one from settings.ui
     extras: dict[str, object] = field(default_factory=dict)
 

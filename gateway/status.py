@@ -1,9 +1,15 @@
-"""Liveness and readiness: /.gateway/healthz and /.gateway/readyz."""
+"""Liveness, readiness and metrics: /.gateway/healthz, /.gateway/readyz and /.gateway/metrics."""
 
 from __future__ import annotations
 
+import asyncio
+
 from quart import Blueprint, Response, jsonify
 
+from gateway.auth.user import request_client
+from gateway.errors import NotFound
+from gateway.metrics import CONTENT_TYPE
+from gateway.proxy.headers import is_trusted
 from gateway.services import current_services
 
 bp = Blueprint("status", __name__)
@@ -23,3 +29,16 @@ async def readyz() -> Response:
     response = jsonify({"status": "not ready" if problems else "ready", "problems": problems})
     response.status_code = 503 if problems else 200
     return response
+
+
+@bp.get("/.gateway/metrics")
+async def metrics() -> Response:
+    services = current_services()
+    # The client as the gateway judges it everywhere (behind trusted proxies, the real client).
+    # Anyone else is told there is no such page: the endpoint's existence is not advertised.
+    if not is_trusted(request_client(), services.settings.metrics.allow):
+        raise NotFound()
+    live = await services.sessions.count_live()
+    # In multiprocess mode the scrape reads every worker's files: off the event loop.
+    body = await asyncio.to_thread(services.metrics.render, live)
+    return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})

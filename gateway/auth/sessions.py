@@ -125,6 +125,12 @@ class SessionManager:
         now = self._clock()
         return [r for r in await self._store.list_sessions(user_id) if is_alive(r, self._settings, now)]
 
+    async def count_live(self) -> int:
+        """How many sessions would still be accepted (binding aside): a COUNT, for the metrics gauge."""
+        now = self._clock()
+        return await self._store.count_sessions(created_after=now - self._settings.absolute_timeout,
+                                                seen_after=now - self._settings.idle_timeout)
+
     async def purge_expired(self) -> int:
         """Delete rows past their limits (at start): a quiet gateway otherwise keeps them until used."""
         now = self._clock()

@@ -11,10 +11,18 @@ from typing import Any
 from quart import Quart, request
 from quart_auth import Action, AuthUser, QuartAuth
 
+from gateway.access import Exchange
 from gateway.auth.cookie import SALT
 from gateway.auth.sessions import ActiveSession
 from gateway.proxy.headers import client_address
 from gateway.services import current_services
+
+
+def note_user(name: str) -> None:
+    """Names the signed-in user in the request's access-log line (gateway.access.Exchange)."""
+    exchange = request.scope.get("gateway.exchange")  # gateway.asgi.EXCHANGE_KEY; absent in bare Quart tests
+    if isinstance(exchange, Exchange):
+        exchange.user = name
 
 
 def request_client() -> str:
@@ -36,6 +44,8 @@ class GatewayUser(AuthUser):
                 self._session = await current_services().sessions.resolve(
                     self.auth_id, client=request_client(), user_agent=request.headers.get("User-Agent", "")
                 )
+                if self._session is not None:
+                    note_user(self._session.principal.user)
             self._resolved = True
         return self._session
 

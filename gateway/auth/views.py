@@ -18,7 +18,7 @@ from gateway.auth.passwords import WeakPassword, check_strength
 from gateway.auth.redirects import safe_next
 from gateway.auth.sessions import ActiveSession, hash_session_id, short_id
 from gateway.auth.throttle import attempt_for
-from gateway.auth.user import GatewayUser, request_client
+from gateway.auth.user import GatewayUser, note_user, request_client
 from gateway.errors import Forbidden, Unauthorized, wants_html
 from gateway.proxy.headers import public_origin
 from gateway.services import Services, current_services
@@ -135,6 +135,8 @@ async def login_submit() -> Response:
     if wait > 0:
         services.audit.record_aggregated(f"throttled {attempt.keys}", "signin.throttled", user=shown_name or None,
                                          client=client, retry_after=math.ceil(wait))
+        services.metrics.signins["throttled"].inc()
+        services.metrics.throttled["signin"].inc()
         return _throttled(wait, lambda message: _login_page(429, next_path=next_path, username=shown_name, error=message))
 
     # Always one argon2 verification: a dummy one for unknown names, the real one for disabled
@@ -145,6 +147,7 @@ async def login_submit() -> Response:
         # An unknown name is often a password typed into the wrong field: keep only a fingerprint.
         named = {"user": user.name} if user else {"attempted": _fingerprint(username)}
         services.audit.record("signin.failure", client=client, reason=reason, **named)
+        services.metrics.signins["failure"].inc()
         return _login_page(401, next_path=next_path, username=shown_name, error=GENERIC_FAILURE)
     await services.throttle.succeeded(attempt)
     password_hash = user.password_hash
@@ -160,6 +163,8 @@ async def login_submit() -> Response:
     login_user(GatewayUser(session_id), remember=remember)
     services.audit.record("signin.success", user=user.name, client=client,
                           session=short_id(hash_session_id(session_id)), persistent=remember)
+    services.metrics.signins["success"].inc()
+    note_user(user.name)
     response = Response("", status=303, headers={"Location": next_path})
     if device is None:
         _set_device_cookie(response, services, user.name, password_hash)
@@ -331,6 +336,7 @@ async def account_submit() -> Response:
     if wait > 0:
         services.audit.record_aggregated(f"throttled {attempt.keys}", "password.throttled", user=user_name,
                                          client=client, retry_after=math.ceil(wait))
+        services.metrics.throttled["password_change"].inc()
         return _throttled(wait, lambda message: again(429, message))
     result = await services.passwords.verify(user.password_hash if user else None, current)
     if user is None or not result.ok:

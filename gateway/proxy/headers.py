@@ -32,9 +32,11 @@ ROUTING = frozenset(
         b"x-forwarded-scheme", b"x-scheme", b"x-url-scheme",
     }
 )
+REQUEST_ID = b"x-request-id"
 # Set by the gateway itself or meaningless across it; never passed on from a client.
-# (Expect: the gateway reads the body itself, so a 100-continue handshake upstream would only stall.)
-ALWAYS_STRIPPED = frozenset({b"remote-addr", b"host", b"expect"})
+# (Expect: the gateway reads the body itself, so a 100-continue handshake upstream would only stall.
+# X-Request-ID: the gateway sends its own, which keeps the client's only when that is a sane token.)
+ALWAYS_STRIPPED = frozenset({b"remote-addr", b"host", b"expect", REQUEST_ID})
 
 
 # Headers some frameworks honour to tunnel another method through POST or GET; the policy must
@@ -134,7 +136,7 @@ class HeaderRules:
     preserve_host: bool
     trusted_proxies: tuple[Network, ...]
     # Added to every response the browser gets, proxied or the gateway's own (HSTS); the app's
-    # copies of these names are replaced, not doubled.
+    # copies of these names are replaced, not doubled (and of X-Request-ID, which the gateway sets).
     response_headers: tuple[tuple[bytes, bytes], ...] = ()
     # Derived once here, not per request: normalised identity names and lower-cased cookie names.
     identity: frozenset[bytes] = field(init=False)
@@ -144,7 +146,8 @@ class HeaderRules:
     def __post_init__(self) -> None:
         object.__setattr__(self, "identity", frozenset({normalize(self.user_header), normalize(self.roles_header)}))
         object.__setattr__(self, "cookie_names_folded", frozenset(n.lower() for n in self.cookie_names))
-        object.__setattr__(self, "replaced_response_names", frozenset(n.lower() for n, _ in self.response_headers))
+        object.__setattr__(self, "replaced_response_names",
+                           frozenset({REQUEST_ID, *(n.lower() for n, _ in self.response_headers)}))
 
 
 def upstream_request_headers(
@@ -154,12 +157,14 @@ def upstream_request_headers(
     principal: Principal | None,
     client: str | None,
     scheme: str,
+    request_id: bytes | None = None,
 ) -> HeaderList:
     """The request headers sent upstream.
 
     Removes hop-by-hop headers (and those named in Connection), every client copy of an identity
-    header, Quart's synthetic Remote-Addr, routing headers from untrusted clients and the gateway's
-    own cookies; then adds Host, X-Forwarded-* and the identity of the signed-in user.
+    header, Quart's synthetic Remote-Addr, the client's X-Request-ID, routing headers from untrusted
+    clients and the gateway's own cookies; then adds Host, X-Forwarded-*, the request id and the
+    identity of the signed-in user.
     """
     trusted = is_trusted(client, rules.trusted_proxies)
     nominated = connection_tokens(headers)
@@ -201,6 +206,8 @@ def upstream_request_headers(
     out.append((b"x-forwarded-for", prior + b", " + address if prior else address))
     out.append((b"x-forwarded-proto", forwarded.get(b"x-forwarded-proto", scheme.encode())))
     out.append((b"x-forwarded-host", forwarded.get(b"x-forwarded-host", host)))
+    if request_id is not None:
+        out.append((REQUEST_ID, request_id))
     if principal is not None:
         out.append((rules.user_header.lower(), principal.user.encode()))
         out.append((rules.roles_header.lower(), ",".join(sorted(principal.roles)).encode()))
@@ -217,12 +224,14 @@ def downstream_response_headers(
     upstream_origin: str,
     public_origin: str,
     status: int = 200,
+    request_id: bytes | None = None,
 ) -> HeaderList:
     """The upstream's response headers as sent to the browser.
 
     Drops hop-by-hop headers and any Set-Cookie for the gateway's own cookies (the app must not be
     able to plant or clear the gateway's session), rewrites a Location that points at the
-    upstream's own address to the gateway's, and adds the gateway's own response headers (HSTS).
+    upstream's own address to the gateway's, and adds the gateway's own response headers (HSTS)
+    and the request id (the app's own X-Request-ID is replaced: the gateway's is the one it logged).
     """
     headers = list(headers)
     nominated = connection_tokens(headers)
@@ -243,6 +252,8 @@ def downstream_response_headers(
             value = rewrite_location(value, upstream_origin, public_origin)
         out.append((key, value))
     out.extend(rules.response_headers)
+    if request_id is not None:
+        out.append((REQUEST_ID, request_id))
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,9 +40,10 @@ from gateway.errors import (
 )
 from gateway.policy import CanonicalPath, Decision, Outcome, PathError, Policy, Principal, canonicalize, decide
 from gateway.policy.paths import origin_form
-from gateway.proxy.headers import HeaderList, HeaderRules, RawHeaders, client_address, method_overrides, upstream_request_headers
+from gateway.proxy.headers import HeaderList, HeaderRules, RawHeaders, method_overrides, upstream_request_headers
 
 if TYPE_CHECKING:
+    from gateway.access import Exchange
     from gateway.asgi import Gateway
 
 log = logging.getLogger("gateway.proxy")
@@ -70,7 +72,8 @@ def sendable_close_code(code: int | None, fallback: int) -> int:
 
 
 def handshake_headers(
-    headers: RawHeaders, rules: HeaderRules, *, principal: Principal | None, client: str | None, scheme: str
+    headers: RawHeaders, rules: HeaderRules, *, principal: Principal | None, client: str | None, scheme: str,
+    request_id: bytes | None = None,
 ) -> HeaderList:
     """The headers of the upstream handshake, apart from those the WebSocket client writes itself.
 
@@ -81,7 +84,8 @@ def handshake_headers(
     extensions, and the subprotocols it is given.
     """
     http_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-    out = upstream_request_headers(headers, rules, principal=principal, client=client, scheme=http_scheme)
+    out = upstream_request_headers(headers, rules, principal=principal, client=client, scheme=http_scheme,
+                                   request_id=request_id)
     return [(name, value) for name, value in out
             if name != b"host" and name != b"content-length" and not name.startswith(b"sec-websocket-")]
 
@@ -138,19 +142,30 @@ class _UpstreamConnect(connect):
         return exc
 
 
-async def relay(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    """Serve one WebSocket handshake (scope type "websocket") from start to close."""
+async def relay(gateway: Gateway, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
+    """Serve one WebSocket handshake (scope type "websocket") from start to close.
+
+    ``exchange`` is the access-log record: filled in here (path, user, decision); ``send`` notes
+    the status and bytes itself (gateway.asgi.recording_send)."""
     first = await receive()
     if first["type"] != "websocket.connect":
         return
     accepted = False
+    metrics = gateway.metrics
     try:
-        admitted = await _admit(gateway, scope)
-        upstream = await _open_upstream(gateway, scope, admitted)
+        admitted = await _admit(gateway, scope, exchange)
+        started = time.perf_counter()
+        upstream = await _open_upstream(gateway, scope, admitted, exchange.request_id)
+        exchange.upstream = time.perf_counter() - started  # the upstream's handshake answer
         try:
             await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
             accepted = True
-            end = await _pump(gateway, admitted, receive, send, upstream)
+            metrics.websockets.inc()
+            metrics.websockets_open.inc()
+            try:
+                end = await _pump(gateway, admitted, receive, send, upstream)
+            finally:
+                metrics.websockets_open.dec()
             if end.upstream is not None:
                 await upstream.close(*end.upstream)
         finally:
@@ -170,15 +185,18 @@ async def relay(gateway: Gateway, scope: Scope, receive: Receive, send: Send) ->
             await _refuse(scope, send, GatewayError())
 
 
-async def _admit(gateway: Gateway, scope: Scope) -> _Admitted:
+async def _admit(gateway: Gateway, scope: Scope, exchange: Exchange) -> _Admitted:
     """The checks of an HTTP GET, in the same order; raises the GatewayError to answer with."""
-    from gateway.asgi import GATEWAY_PREFIX, MAX_TARGET_BYTES  # here: gateway.asgi imports this module
+    # Here: gateway.asgi imports this module.
+    from gateway.asgi import DECISION_LABEL, GATEWAY_PREFIX, MAX_LOGGED_PATH, MAX_TARGET_BYTES
+    from gateway.metrics import BAD_REQUEST, GATEWAY_PAGE
 
     settings = gateway.services.settings
     # ASGI promises lower-case names and Uvicorn keeps that; lower-cased anyway, because the cookie
     # lookup compares exactly and a server that forgot would otherwise make every socket anonymous.
     headers: HeaderList = [(name.lower(), value) for name, value in scope["headers"]]
     raw_path = origin_form(scope.get("raw_path") or scope["path"].encode())
+    exchange.decision, exchange.path = BAD_REQUEST, raw_path[:MAX_LOGGED_PATH].decode("latin-1")
     if len(raw_path) + len(scope.get("query_string", b"")) > MAX_TARGET_BYTES:
         raise UriTooLong()
     try:
@@ -186,14 +204,13 @@ async def _admit(gateway: Gateway, scope: Scope) -> _Admitted:
                                  case_insensitive=settings.policy.case_insensitive)
     except PathError as exc:
         raise BadRequest(f"Malformed or ambiguous path: {exc}.") from None
+    exchange.path = canonical.decision
     if canonical.decision == "/.gateway" or canonical.decision.startswith(GATEWAY_PREFIX):
+        exchange.decision = GATEWAY_PAGE
         raise NotFound("The gateway's own pages do not take WebSockets.")
 
-    rules = gateway.rules
-    peer_info = scope.get("client")
-    peer = peer_info[0] if peer_info else None
-    forwarded_for = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
-    client_ip = client_address(peer, forwarded_for, rules.trusted_proxies) if rules.trusted_proxies else (peer or "")
+    exchange.decision = "error"  # until the policy decides (the session store may fail first)
+    client_ip = exchange.client  # the same address the HTTP path uses (gateway.asgi computed it)
     active, had_cookie = await gateway._identify(headers, client_ip)
     if active is not None:
         # Cross-site WebSocket hijacking: a page on another site opening a socket here would ride on
@@ -201,10 +218,14 @@ async def _admit(gateway: Gateway, scope: Scope) -> _Admitted:
         # a handshake; clients that are not browsers send none and are not affected.
         origin = _header(headers, b"origin")
         ws_scope = dict(scope, scheme="https" if scope.get("scheme") == "wss" else "http")
+        peer = scope["client"][0] if scope.get("client") else None
         if origin is not None and not origin_allowed(origin.decode("latin-1"), gateway._public_origin(ws_scope, headers, peer)):
             raise Forbidden("A WebSocket from another site may not use this session.")
     principal = active.principal if active else None
+    if principal is not None:
+        exchange.user = principal.user
     decision = decision_for(gateway.services.policy.policy, principal, canonical.decision, headers)
+    exchange.decision = DECISION_LABEL[decision.outcome]
     if decision.outcome is Outcome.LOGIN or decision.outcome is Outcome.REAUTH:
         # No redirect to the sign-in page: a WebSocket client cannot follow one.
         extra = [(b"set-cookie", gateway._expire_cookie())] if had_cookie and active is None else []
@@ -229,12 +250,13 @@ async def _admit(gateway: Gateway, scope: Scope) -> _Admitted:
     return _Admitted(canonical, query, headers, principal, session_id, client_ip, user_agent)
 
 
-async def _open_upstream(gateway: Gateway, scope: Scope, admitted: _Admitted) -> ClientConnection:
+async def _open_upstream(gateway: Gateway, scope: Scope, admitted: _Admitted, request_id: bytes) -> ClientConnection:
     """The upstream's side of the socket, opened with the identity headers; 502/504 when it refuses."""
     upstream = gateway.services.settings.upstream
     peer_info = scope.get("client")
     outgoing = handshake_headers(admitted.headers, gateway.rules, principal=admitted.principal,
-                                 client=peer_info[0] if peer_info else None, scheme=scope.get("scheme", "ws"))
+                                 client=peer_info[0] if peer_info else None, scheme=scope.get("scheme", "ws"),
+                                 request_id=request_id)
     try:
         handshake = Headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in outgoing])
         subprotocols = [Subprotocol(p) for p in scope.get("subprotocols") or ()]

@@ -311,6 +311,14 @@ class SqliteStore:
             return await self._sessions("ORDER BY u.name, s.created_at", ())
         return await self._sessions("WHERE s.user_id = ? ORDER BY s.created_at", (user_id,))
 
+    async def count_sessions(self, *, created_after: float, seen_after: float) -> int:
+        async with self.db.execute(
+            "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE u.disabled = 0 AND s.created_at >= ? AND s.last_seen >= ?", (created_after, seen_after)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
     async def find_sessions(self, id_prefix: str) -> list[SessionRecord]:
         if not id_prefix or not all(c in "0123456789abcdef" for c in id_prefix):
             return []

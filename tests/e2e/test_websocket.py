@@ -154,7 +154,9 @@ def test_upstream_handshake_carries_identity_not_spoofs_nor_gateway_cookie(ws_ga
                      subprotocols=["chat.v2"]) as socket:
         assert socket.subprotocol == "chat.v2"  # the upstream's choice, accepted towards the client
         socket.send("headers?")
-        seen = json.loads(socket.recv(timeout=5))
+        raw = socket.recv(timeout=5)
+        assert isinstance(raw, str)
+        seen = json.loads(raw)
     assert seen["path"] == "/chat/room?x=1&y=%20"
     headers = [(name.lower(), value) for name, value in seen["headers"]]
     identity = [(name, value) for name, value in headers if name.replace("_", "-") in {"x-forwarded-user", "x-forwarded-roles"}]
@@ -185,7 +187,9 @@ def test_a_socket_from_another_site_may_not_ride_on_the_session(
 def test_anonymous_socket_on_a_public_path_gets_no_identity(ws_gateway: Gateway) -> None:
     with open_socket(ws_gateway, "/public/feed", headers={"X-Forwarded-User": "mallory"}) as socket:
         socket.send("headers?")
-        seen = json.loads(socket.recv(timeout=5))
+        raw = socket.recv(timeout=5)
+        assert isinstance(raw, str)
+        seen = json.loads(raw)
     names = {name.lower().replace("_", "-") for name, _ in seen["headers"]}
     assert "x-forwarded-user" not in names and "x-forwarded-roles" not in names
 
@@ -278,3 +282,32 @@ def test_unreachable_upstream_is_a_502(make_gateway: Any) -> None:
     gateway = make_gateway(upstream_url=f"http://127.0.0.1:{free_port()}", users={"una": "staff"})
     with signed_in(gateway, "una") as client:
         assert refused(gateway, "/chat/room", client.cookies["gateway_session"]).response.status_code == 502
+
+
+def test_websocket_access_line_request_id_and_metrics(ws_gateway: Gateway, alice: str) -> None:
+    from tests.e2e.test_observability import access_line, parse
+
+    def scrape() -> dict[Any, float]:
+        return parse(httpx.get(ws_gateway.url + "/.gateway/metrics", timeout=10).text)
+
+    total, is_open = ("gateway_websockets_total", frozenset()), ("gateway_websockets_open", frozenset())
+    before = scrape()
+    with open_socket(ws_gateway, "/chat/observed?secret=q", alice, headers={"X-Request-ID": "ws-obs-1"}) as socket:
+        assert socket.response is not None and socket.response.headers["X-Request-ID"] == "ws-obs-1"
+        socket.send("headers?")
+        raw = socket.recv(timeout=5)
+        assert isinstance(raw, str)
+        seen = json.loads(raw)
+        assert [v for k, v in seen["headers"] if k.lower() == "x-request-id"] == ["ws-obs-1"]
+        during = scrape()
+        assert during[total] == before[total] + 1 and during[is_open] == before[is_open] + 1
+    wait_until(lambda: scrape()[is_open] == before[is_open], "the open-socket gauge going down", timeout=8)
+    line = access_line(ws_gateway, "ws-obs-1")  # written when the socket ends
+    assert {"user": "alice", "path": "/chat/observed", "decision": "allow", "status": 101}.items() <= line.items()
+    assert line["bytes"] == len(raw.encode())  # the message bytes sent to the client
+    assert "secret=q" not in ws_gateway.log()
+
+    refusal = refused(ws_gateway, "/chat/x")  # no session: refused, with an id all the same
+    assert refusal.response.status_code == 401
+    line = access_line(ws_gateway, refusal.response.headers["X-Request-ID"])
+    assert (line["decision"], line["status"], line["user"]) == ("login", 401, None)

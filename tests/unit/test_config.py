@@ -202,3 +202,19 @@ def test_bad_ui_values_name_the_key(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, f"[ui]\n{text}\n"), env={})
     assert len(info.value.problems) == 1 and f"ui.{key}:" in info.value.problems[0], info.value.problems
+
+
+def test_log_and_metrics_settings(tmp_path: Path) -> None:
+    import ipaddress
+
+    defaults = load_settings(write(tmp_path, ""), env={})
+    assert (defaults.log.format, defaults.log.access) == ("json", True)
+    assert defaults.metrics.allow == (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
+    path = write(tmp_path, '[log]\nformat = "text"\naccess = false\n[metrics]\nallow = ["10.0.0.0/8"]\n')
+    settings = load_settings(path, env={"GATEWAY_METRICS_ALLOW": "192.0.2.0/24, 127.0.0.1"})
+    assert (settings.log.format, settings.log.access) == ("text", False)
+    assert settings.metrics.allow == (ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("127.0.0.1/32"))
+    bad = write(tmp_path, '[log]\nformat = "xml"\n[metrics]\nallow = ["nowhere"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(bad, env={})
+    assert [p.split(": ")[1] for p in caught.value.problems] == ["log.format", "metrics.allow"]

@@ -177,3 +177,16 @@ def test_a_bodiless_status_sends_no_content_length(status: int, kept: bool) -> N
 )
 def test_client_address(peer: str, xff: list[str], expected: str) -> None:
     assert client_address(peer, xff, RULES.trusted_proxies) == expected
+
+
+def test_request_id_replaces_every_client_copy_upstream() -> None:
+    sent = [(b"x-request-id", b"forged"), (b"X_Request_ID", b"other"), (b"accept", b"*/*")]
+    out = upstream_request_headers(sent, RULES, principal=None, client="192.0.2.7", scheme="https", request_id=b"abc")
+    assert [v for n, v in out if n.replace(b"_", b"-").lower() == b"x-request-id"] == [b"abc"]
+
+
+def test_request_id_replaces_the_apps_copy_downstream() -> None:
+    out = downstream_response_headers([(b"X-Request-ID", b"app"), (b"content-type", b"text/plain")], RULES,
+                                      upstream_origin="http://127.0.0.1:8081", public_origin="https://gw",
+                                      request_id=b"abc")
+    assert [v for n, v in out if n == b"x-request-id"] == [b"abc"]

@@ -242,6 +242,23 @@ async def test_listings_show_only_live_sessions_and_purge_removes_dead_ones(stor
     assert old != fresh
 
 
+async def test_the_live_count_matches_the_listing(store: Store) -> None:
+    clock = Clock()
+    sessions = SessionManager(store, SessionSettings(True, idle_timeout=600, absolute_timeout=3600), clock=clock)
+    assert await sessions.count_live() == 0
+    flo = await store.add_user("flo", "h", (), 0.0)
+    ivo = await store.add_user("ivo", "h", (), 0.0)
+    await sessions.start(flo, "", "")  # idle too long below
+    clock.now += 700
+    await sessions.start(flo, "", "")
+    await sessions.start(ivo, "", "")
+    assert await sessions.count_live() == 2 == len(await sessions.live_sessions())
+    await store.set_disabled("ivo", True)
+    assert await sessions.count_live() == 1 == len(await sessions.live_sessions())
+    clock.now += 3000  # idle too long, all of them
+    assert await sessions.count_live() == 0
+
+
 async def test_user_agents_are_stored_without_control_characters(store: Store) -> None:
     sessions = SessionManager(store, SessionSettings(True, 1800, 3600, bind="none"), clock=Clock())
     user = await store.add_user("gus", "h", (), 0.0)

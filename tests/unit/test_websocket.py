@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gateway.access import Exchange
 from gateway.policy import Principal, parse_policy
 from gateway.proxy.websocket import (
     decision_for,
@@ -93,7 +94,7 @@ def test_lost_access(now: Principal | None, then: Principal | None, path: str, r
 async def _refusal(extensions: dict[str, object] | None) -> list[dict[str, Any]]:
     """What relay() sends for a malformed path (refused before the session or the upstream is looked at)."""
     policy = SimpleNamespace(allow_path_params=False, case_insensitive=False)
-    gateway: Any = SimpleNamespace(services=SimpleNamespace(settings=SimpleNamespace(policy=policy)))
+    gateway: Any = SimpleNamespace(services=SimpleNamespace(settings=SimpleNamespace(policy=policy)), metrics=None)
     scope: dict[str, Any] = {"type": "websocket", "path": "/a/b", "raw_path": b"/a%2Fb", "query_string": b"",
                              "headers": [(b"Host", b"gw")], "subprotocols": []}
     if extensions is not None:
@@ -106,7 +107,10 @@ async def _refusal(extensions: dict[str, object] | None) -> list[dict[str, Any]]
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await relay(gateway, scope, receive, send)
+    exchange = Exchange(b"rid", "GET", "127.0.0.1")
+    await relay(gateway, scope, receive, send, exchange)
+    # The access line names the refused target as sent, and why.
+    assert (exchange.decision, exchange.path) == ("bad_request", "/a%2Fb")
     return sent
 
 
