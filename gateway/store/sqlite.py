@@ -15,6 +15,7 @@ revocation from any process, of any version of this code, always does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -215,8 +216,10 @@ class SqliteStore:
 
     async def close(self) -> None:
         if self._poller is not None:
-            self._poller.cancel()
-            self._poller = None
+            poller, self._poller = self._poller, None
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller  # before the connection closes under it
         # aiosqlite's thread is non-daemon since 0.22: an unclosed connection hangs process exit.
         if self._db is not None:
             db, self._db = self._db, None
