@@ -29,11 +29,13 @@ def focused_id(page: Any) -> str:
 
 
 def on_sign_in_form(page: Any) -> bool:
+    page.wait_for_load_state()  # a click's navigation may have committed (the URL) before the page loaded
     return urlsplit(page.url).path == "/.gateway/login" and page.get_by_label("Password").count() == 1
 
 
 def shows_app(page: Any) -> bool:
     """The demo app's page, which shows the X-Forwarded-User it received."""
+    page.wait_for_load_state()
     return bool(page.locator("#user").count())
 
 
