@@ -19,6 +19,7 @@ from gateway.config import CONFIG_ENV, Settings, load_settings
 from gateway.http_protocol import protocol_options
 from gateway.logs import configure_logging as configure_log_lines
 from gateway.metrics import shared_metrics_dir
+from gateway.proxy.headers import transport_security_headers
 
 WORKER_FACTORY = "gateway.server:worker_app"
 
@@ -46,6 +47,13 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("uvicorn.error").addFilter(_UvicornNoise())
 
 
+def guarded_protocol(settings: Settings) -> dict[str, Any]:
+    """The HTTP protocol with the request-head limits, configured in this process (class attributes
+    do not travel to worker processes: each calls this again, in worker_app)."""
+    return protocol_options(settings.server.max_header_size, settings.server.header_timeout,
+                            transport_security_headers(settings.server))
+
+
 def worker_app() -> Gateway:
     """The app of one worker process: settings are read again from the file and environment the
     parent read (``serve`` puts the config path into GATEWAY_CONFIG; the environment is inherited)."""
@@ -53,6 +61,7 @@ def worker_app() -> Gateway:
 
     settings = load_settings(require_secret=True)
     configure_logging(settings)
+    guarded_protocol(settings)
     return create_app(settings)
 
 
@@ -78,7 +87,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
         # Refuse new requests (503) beyond this many connections and requests at once, rather than
         # run out of file descriptors (see raise_open_files_limit).
         "limit_concurrency": settings.server.max_clients,
-        **protocol_options(settings.server.max_header_size, settings.server.header_timeout),
+        **guarded_protocol(settings),
     }
     if settings.server.tls:
         # The files were checked (both given, readable, a matching pair) when the settings loaded.

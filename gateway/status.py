@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response, jsonify, request
 
 from gateway.auth.user import request_client
-from gateway.errors import NotFound
+from gateway.errors import MethodNotAllowed, NotFound
 from gateway.metrics import CONTENT_TYPE
 from gateway.proxy.headers import is_trusted
 from gateway.services import current_services
@@ -31,13 +31,15 @@ async def readyz() -> Response:
     return response
 
 
-@bp.get("/.gateway/metrics")
+@bp.route("/.gateway/metrics", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 async def metrics() -> Response:
     services = current_services()
     # The client as the gateway judges it everywhere (behind trusted proxies, the real client).
-    # Anyone else is told there is no such page: the endpoint's existence is not advertised.
+    # Anyone else is told there is no such page, whatever the method (a 405 would say it exists).
     if not is_trusted(request_client(), services.settings.metrics.allow):
         raise NotFound()
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed()
     live = await services.sessions.count_live()
     # In multiprocess mode the scrape reads every worker's files: off the event loop.
     body = await asyncio.to_thread(services.metrics.render, live)

@@ -48,9 +48,13 @@ def push_until_refused(sock: socket.socket, head: bytes, filler: bytes, limit: i
         return b""
 
 
-@pytest.fixture
-def guarded(make_gateway: Any) -> Gateway:
-    gateway: Gateway = make_gateway(policy=PUBLIC, settings={"server": {"header_timeout": "1s", "max_header_size": "16k"}})
+@pytest.fixture(params=[1, 2], ids=["1 worker", "2 workers"])
+def guarded(make_gateway: Any, request: pytest.FixtureRequest) -> Gateway:
+    # With several workers each process must apply the configured limits, not the defaults.
+    gateway: Gateway = make_gateway(policy=PUBLIC, settings={"server": {
+        "header_timeout": "1s", "max_header_size": "16k", "workers": request.param}})
+    if request.param > 1:
+        wait_until(lambda: httpx.get(gateway.url + "/x").status_code == 200, "the workers")
     return gateway
 
 
@@ -67,6 +71,17 @@ def test_a_huge_header_is_refused_with_431_without_taking_memory(guarded: Gatewa
         sock.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n")
         assert read_answer(sock).startswith(b"HTTP/1.1 431")
     assert httpx.get(guarded.url + "/x").status_code == 200  # and the gateway serves on
+
+
+def test_a_head_over_the_limit_in_one_read_is_refused_and_not_forwarded(guarded: Gateway) -> None:
+    headers = b"".join(b"X-A%d: " % i + b"a" * 6000 + b"\r\n" for i in range(4))  # ~24 KiB > 16k, one write
+    status, _, body = raw_request(guarded.port, b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" + headers + b"\r\n")
+    assert status == 431 and b"X-A0" not in body  # the app never saw it (it would echo the headers)
+
+
+def test_a_very_long_target_is_refused_as_too_long(guarded: Gateway) -> None:
+    status, _, _ = raw_request(guarded.port, b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert status in (414, 431)  # too long either way; never forwarded, never a bare parser 400
 
 
 def test_a_head_under_the_limit_passes_with_a_big_body_in_the_same_read(guarded: Gateway) -> None:

@@ -98,6 +98,8 @@ def test_metrics_refused_to_clients_not_listed(make_gateway: Any) -> None:
     response = httpx.get(gateway.url + "/.gateway/metrics", timeout=10)
     assert response.status_code == 404
     assert "gateway_" not in response.text
+    for method in ("POST", "OPTIONS", "DELETE"):  # a 405 would tell that the page exists
+        assert httpx.request(method, gateway.url + "/.gateway/metrics", timeout=10).status_code == 404
     assert httpx.get(gateway.url + "/.gateway/healthz", timeout=10).status_code == 200
 
 

@@ -353,3 +353,20 @@ async def test_only_user_and_session_changes_empty_the_cache(cached_and_other: t
     assert await gateway.get_session("s1") is None
     await other.set_roles("alice", ("staff",))
     assert await gateway.check_other_writers()
+
+
+async def test_a_new_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        store = SqliteStore(tmp_path / "var" / "new.db")
+        await store.open()
+        await store.add_user("alice", "hash", (), 1.0)
+        await store.close()
+    finally:
+        os.umask(old)
+    for name in ("new.db", "new.db-wal", "new.db-shm"):
+        path = tmp_path / "var" / name
+        if path.exists():
+            assert path.stat().st_mode & 0o077 == 0, name
