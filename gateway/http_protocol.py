@@ -61,7 +61,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         # Checked after parsing: a read that holds a small head and the start of a big body is fine.
         if self._in_head and self._head_bytes > self.max_head and not self.transport.is_closing():
-            self._refuse(b"431 Request Header Fields Too Large", b"Request header fields too large.\n")
+            self._too_large()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -87,7 +87,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         if self._head_size > self.max_head:
-            self._refuse(b"431 Request Header Fields Too Large", b"Request header fields too large.\n")
+            self._too_large()
             return
         super().on_headers_complete()
 
@@ -101,9 +101,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         if self._target_size > MAX_TARGET_BYTES:  # the parser gave up on a very long target
-            self._refuse(b"414 URI Too Long", b"The request target is too long.\n")
+            self._too_large()
         else:
             self._refuse(b"400 Bad Request", msg.encode("ascii", "replace") + b"\n")
+
+    def _too_large(self) -> None:
+        """414 when the target is what is too long (as shorter over-long targets get), else 431."""
+        if self._target_size > MAX_TARGET_BYTES:
+            self._refuse(b"414 URI Too Long", b"The request target is too long.\n")
+        else:
+            self._refuse(b"431 Request Header Fields Too Large", b"Request header fields too large.\n")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
