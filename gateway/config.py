@@ -12,9 +12,9 @@ import re
 import ssl
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from gateway.durations import parse_duration
@@ -25,6 +25,7 @@ SECRET_ENV = "GATEWAY_SERVER_SECRET_KEY"
 MIN_SECRET_LENGTH = 32
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -519,65 +520,24 @@ def load_settings(
     def get(section: str, key: str) -> Any:
         return parsed[(section, key)]
 
+    def settings_of(cls: type[T], name: str, **given: Any) -> T:
+        """A section's settings: each field from the key of the same name, unless given here."""
+        keys = {f.name for f in fields(cast(Any, cls)) if f.init and (name, f.name) in parsed} - given.keys()
+        return cls(**{key: parsed[(name, key)] for key in keys}, **given)
+
     return Settings(
         config_file=path.resolve(),
-        server=ServerSettings(
-            host=get("server", "host"),
-            port=get("server", "port"),
-            secret_key=secret,
-            trusted_proxies=get("server", "trusted_proxies"),
-            public_url=get("server", "public_url"),
-            workers=get("server", "workers"),
-            certfile=certfile,
-            keyfile=keyfile,
-            hsts=get("server", "hsts"),
-            max_body_size=get("server", "max_body_size"),
-            max_header_size=get("server", "max_header_size"),
-            header_timeout=get("server", "header_timeout"),
-            max_clients=get("server", "max_clients"),
-        ),
-        upstream=UpstreamSettings(
-            url=get("upstream", "url"),
-            connect_timeout=get("upstream", "connect_timeout"),
-            read_timeout=get("upstream", "read_timeout"),
-            write_timeout=get("upstream", "write_timeout"),
-            pool_timeout=get("upstream", "pool_timeout"),
-            max_connections=get("upstream", "max_connections"),
-            preserve_host=get("upstream", "preserve_host"),
-            transport=get("upstream", "transport"),
-            websocket_max_message=get("upstream", "websocket_max_message"),
-        ),
-        session=SessionSettings(
-            secure_cookie=get("session", "secure_cookie"),
-            idle_timeout=get("session", "idle_timeout"),
-            absolute_timeout=get("session", "absolute_timeout"),
-            remember_lifetime=get("session", "remember_lifetime") or 0,
-            bind=get("session", "bind"),
-            cache_ttl=get("session", "cache_ttl"),
-        ),
+        server=settings_of(ServerSettings, "server", secret_key=secret, certfile=certfile, keyfile=keyfile),
+        upstream=settings_of(UpstreamSettings, "upstream"),
+        session=settings_of(SessionSettings, "session", remember_lifetime=get("session", "remember_lifetime") or 0),
         store=StoreSettings(path=base / get("store", "path")),
-        policy=PolicySettings(
-            dir=base / get("policy", "dir"),
-            case_insensitive=get("policy", "case_insensitive"),
-            allow_path_params=get("policy", "allow_path_params"),
-        ),
-        headers=HeaderSettings(user=get("headers", "user"), roles=get("headers", "roles")),
-        passwords=PasswordSettings(
-            time_cost=get("passwords", "time_cost"),
-            memory_cost=get("passwords", "memory_cost"),
-            parallelism=get("passwords", "parallelism"),
-            max_concurrent=get("passwords", "max_concurrent"),
-        ),
-        log=LogSettings(level=get("log", "level"), format=get("log", "format"), access=get("log", "access")),
+        policy=settings_of(PolicySettings, "policy", dir=base / get("policy", "dir")),
+        headers=settings_of(HeaderSettings, "headers"),
+        passwords=settings_of(PasswordSettings, "passwords"),
+        log=settings_of(LogSettings, "log"),
         warnings=tuple(warnings),
-        ui=UiSettings(
-            product_name=get("ui", "product_name"),
-            title=get("ui", "title"),
-            logo_url=get("ui", "logo_url"),
-            logo_text=get("ui", "logo_text"),
-            footer_text=get("ui", "footer_text"),
-        ),
-        metrics=MetricsSettings(allow=get("metrics", "allow")),
+        ui=settings_of(UiSettings, "ui"),
+        metrics=settings_of(MetricsSettings, "metrics"),
     )
 
 
