@@ -43,7 +43,7 @@ class ServerSettings:
     secret_key: str | None  # None only for commands that never sign anything
     trusted_proxies: tuple[Network, ...]
     public_url: str | None  # external origin, e.g. https://app.example.com; else taken from Host
-    workers: int = 1  # server processes sharing the listening socket
+    workers: int = 1  # server processes sharing the listening socket (the setting's default: one per core)
     # TLS served by the gateway itself: both files or neither (checked, and loaded once, at start).
     certfile: Path | None = None
     keyfile: Path | None = None
@@ -242,6 +242,20 @@ def _seconds(value: Any) -> float:
     return float(_duration(value))
 
 
+MAX_AUTO_WORKERS = 8
+
+
+def _workers(value: Any) -> int:
+    """A number of worker processes, or "auto": one per core (at most MAX_AUTO_WORKERS), as nginx's
+    worker_processes auto. Measured: throughput grows with workers up to the cores."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
+    try:
+        return _int_in(1, 64)(value)
+    except ValueError:
+        raise ValueError(f"expected \"auto\" or a whole number from 1 to 64, got {value!r}") from None
+
+
 def _cache_ttl(value: Any) -> float:
     """Seconds (0 to 1) as a number, "750ms" or "1s": the contract lets changes take up to 1 s."""
     text = str(value).strip().lower() if not isinstance(value, bool) else ""
@@ -390,7 +404,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("server", "secret_key_file"): (_optional_str, None),
     ("server", "trusted_proxies"): (_networks, []),
     ("server", "public_url"): (_optional_origin, None),
-    ("server", "workers"): (_int_in(1, 64), 1),
+    ("server", "workers"): (_workers, "auto"),
     ("server", "certfile"): (_optional_str, None),
     ("server", "keyfile"): (_optional_str, None),
     ("server", "hsts"): (_bool, True),

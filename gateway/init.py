@@ -69,7 +69,6 @@ def toml_string(text: str) -> str:
 def config_text(options: InitOptions) -> str:
     """The commented gateway.toml. A "# key = value" line is an optional setting at its default."""
     secure = "true" if options.secure_cookie else "false"
-    workers = min(os.cpu_count() or 1, 8)  # measured: throughput grows with workers up to the cores
     return f"""\
 # gateway.toml, written by `gateway init`.
 #
@@ -96,8 +95,8 @@ trusted_proxies = []
 # Send Strict-Transport-Security: max-age=31536000 when browsers come over HTTPS (certfile above,
 # or an https public_url).
 # hsts = true
-# Server processes sharing the port; for throughput set it to the number of cores.
-workers = {workers}
+# Server processes sharing the port: "auto" is one per core (throughput grows with them).
+# workers = "auto"
 # Largest request body forwarded to the app ("10m", "1g"); 0 = no limit.
 # max_body_size = 0
 # max_header_size = "64k"     # request line + headers; then 431

@@ -195,7 +195,9 @@ def write_gateway(directory: Path, upstream_url: str, *, policy: str = DEFAULT_P
     key.chmod(0o600)
     port = free_port()
     sections: dict[str, dict[str, object]] = {
-        "server": {"host": "127.0.0.1", "port": port, "secret_key_file": "var/secret.key"},
+        # One worker unless a test asks for more: quicker to start, and tests/e2e/test_workers.py
+        # and others cover several.
+        "server": {"host": "127.0.0.1", "port": port, "secret_key_file": "var/secret.key", "workers": 1},
         "upstream": {"url": upstream_url, "read_timeout": "10s"},
         "session": {"secure_cookie": False},
         "store": {"path": "var/gateway.db"},

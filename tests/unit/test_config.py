@@ -218,3 +218,18 @@ def test_log_and_metrics_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(bad, env={})
     assert [p.split(": ")[1] for p in caught.value.problems] == ["log.format", "metrics.allow"]
+
+
+def test_workers_default_to_one_per_core(tmp_path: Path) -> None:
+    import os
+
+    from gateway.config import MAX_AUTO_WORKERS
+
+    cores = max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
+    assert load_settings(write(tmp_path, ""), env={}).server.workers == cores
+    assert load_settings(write(tmp_path, '[server]\nworkers = "auto"\n'), env={}).server.workers == cores
+    assert load_settings(write(tmp_path, "[server]\nworkers = 3\n"), env={}).server.workers == 3
+    assert load_settings(write(tmp_path, ""), env={"GATEWAY_SERVER_WORKERS": "1"}).server.workers == 1
+    for bad in ("0", '"many"', "65", "true"):
+        with pytest.raises(ConfigError, match=r"server\.workers"):
+            load_settings(write(tmp_path, f"[server]\nworkers = {bad}\n"), env={})
