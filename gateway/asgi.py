@@ -33,7 +33,7 @@ from gateway.errors import (
     wants_html,
 )
 from gateway.metrics import ALLOW, BAD_REQUEST, DENY, GATEWAY_PAGE, LOGIN, REAUTH
-from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, decide
+from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, decide_tunnelled
 from gateway.policy.paths import origin_form
 from gateway.proxy.forward import (
     ClientDisconnected,
@@ -121,6 +121,11 @@ def _canonical(raw_path: bytes, allow_params: bool, case_insensitive: bool) -> C
     return canonicalize(raw_path, allow_params=allow_params, case_insensitive=case_insensitive)
 
 
+def is_gateway_page(canonical: CanonicalPath) -> bool:
+    """/.gateway and below: the gateway's own pages, never the upstream's."""
+    return canonical.decision == "/.gateway" or canonical.decision.startswith(GATEWAY_PREFIX)
+
+
 def recording_send(send: Send, exchange: Exchange) -> Send:
     """``send`` for the Quart pages and the WebSocket relay (not the proxy path, which records
     itself): notes the status and the bytes sent, and adds X-Request-ID to the response head."""
@@ -155,15 +160,27 @@ class Gateway:
         self._allow_params = settings.policy.allow_path_params
         self._case_insensitive = settings.policy.case_insensitive
         self._max_body_size = settings.server.max_body_size
-        self._trusted = header_rules.trusted_proxies
         self.metrics = services.metrics
         self.access = AccessLog(services.metrics, enabled=settings.log.access, text=settings.log.format == "text")
 
+    def canonical_target(self, raw_path: bytes, query: bytes, method: str | None = None) -> CanonicalPath:
+        """The checks every request target passes first, HTTP or WebSocket handshake: its length
+        (414), the method (400; HTTP only) and one canonical path (400 when ambiguous)."""
+        if len(raw_path) + len(query) > MAX_TARGET_BYTES:
+            raise UriTooLong()
+        if method is not None and not METHOD.fullmatch(method):
+            raise BadRequest("Unknown request method.")
+        try:
+            return _canonical(raw_path, self._allow_params, self._case_insensitive)
+        except PathError as exc:
+            raise BadRequest(f"Malformed or ambiguous path: {exc}.") from None
+
     def client_ip(self, headers: list[tuple[bytes, bytes]], peer: str | None) -> str:
         """The real client: the peer, or behind [server] trusted_proxies the address they name."""
-        if not self._trusted:
+        trusted = self.rules.trusted_proxies
+        if not trusted:
             return peer or ""
-        return client_address(peer, [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"], self._trusted)
+        return client_address(peer, [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"], trusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -187,20 +204,13 @@ class Gateway:
         raw_path = origin_form(given or scope["path"].encode())
         if raw_path is not given:  # absolute-form target, or a server without raw_path: record the path used
             scope = dict(scope, raw_path=raw_path)
-        if len(raw_path) + len(scope.get("query_string", b"")) > MAX_TARGET_BYTES:
-            await self._refuse(scope, send, UriTooLong(), exchange, refused_path=raw_path)
-            return
-        if not METHOD.fullmatch(scope["method"]):
-            await self._refuse(scope, send, BadRequest("Unknown request method."), exchange, refused_path=raw_path)
-            return
         try:
-            canonical = _canonical(raw_path, self._allow_params, self._case_insensitive)
-        except PathError as exc:
-            await self._refuse(scope, send, BadRequest(f"Malformed or ambiguous path: {exc}."), exchange,
-                               refused_path=raw_path)
+            canonical = self.canonical_target(raw_path, scope.get("query_string", b""), scope["method"])
+        except GatewayError as exc:
+            await self._refuse(scope, send, exc, exchange, refused_path=raw_path)
             return
         exchange.path = canonical.decision
-        if canonical.decision == "/.gateway" or canonical.decision.startswith(GATEWAY_PREFIX):
+        if is_gateway_page(canonical):
             # Quart routes on the canonical path; its own decoding of the raw bytes is never used.
             inner = dict(scope, path=canonical.decision, raw_path=canonical.forward.encode("ascii"))
             inner[EXCHANGE_KEY] = exchange
@@ -257,13 +267,8 @@ class Gateway:
             exchange.user = principal.user
         method: str = scope["method"]
         policy = self.services.policy.policy  # read once: one request, one whole policy
-        decision = decide(policy, principal, method, canonical.decision)
-        for override in method_overrides(headers) if decision.allowed else ():
-            # The app may act on the tunnelled method: it must be allowed as well.
-            tunnelled = decide(policy, principal, override, canonical.decision)
-            if not tunnelled.allowed:
-                decision = tunnelled
-                break
+        # The app may act on a tunnelled method (X-HTTP-Method-Override): it must be allowed as well.
+        decision = decide_tunnelled(policy, principal, method, method_overrides(headers), canonical.decision)
         exchange.decision = DECISION_LABEL[decision.outcome]
 
         if decision.outcome is Outcome.LOGIN or decision.outcome is Outcome.REAUTH:

@@ -24,9 +24,10 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.asgi import MAX_TARGET_BYTES
+
 DEFAULT_MAX_HEAD = 64 * 1024
 DEFAULT_HEAD_TIMEOUT = 20.0
-MAX_TARGET_BYTES = 8192  # as gateway.asgi refuses longer targets with 414
 
 
 def _answer(status: bytes, text: bytes, extra: tuple[tuple[bytes, bytes], ...]) -> bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.policy.engine import decide, winning_rules
+from gateway.policy.engine import decide, decide_tunnelled, winning_rules
 from gateway.policy.loader import PolicyError, load_policy, parse_policy
 from gateway.policy.model import Access, Decision, Outcome, Policy, Principal, Problem, Rule
 from gateway.policy.paths import CanonicalPath, PathError, canonicalize
@@ -22,6 +22,7 @@ __all__ = [
     "Rule",
     "canonicalize",
     "decide",
+    "decide_tunnelled",
     "load_policy",
     "parse_pattern",
     "parse_policy",

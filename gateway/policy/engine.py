@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from gateway.policy.model import Access, Decision, Outcome, Policy, Principal, Rule
 
@@ -42,3 +43,16 @@ def decide(
         if principal.auth_time < current - rule.fresh:
             return Decision(Outcome.REAUTH, rule, "sign-in too old")
     return Decision(Outcome.ALLOW, rule, "allowed")
+
+
+def decide_tunnelled(
+    policy: Policy, principal: Principal | None, method: str, tunnelled: Iterable[str], path: str
+) -> Decision:
+    """Decide a request that may also ask the app to act as another method (X-HTTP-Method-Override
+    and co.): each tunnelled method must be allowed as well, or the first refusal decides."""
+    decision = decide(policy, principal, method, path)
+    for other in tunnelled if decision.allowed else ():
+        refused = decide(policy, principal, other, path)
+        if not refused.allowed:
+            return refused
+    return decision

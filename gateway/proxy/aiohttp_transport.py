@@ -22,7 +22,8 @@ import httpx
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.proxy.forward import HeaderList, Timeouts, UpstreamResponse
+from gateway.proxy.forward import Timeouts, UpstreamResponse
+from gateway.proxy.headers import HeaderList
 
 CHUNK = 64 * 1024
 

@@ -21,6 +21,7 @@ import httpx
 
 from gateway.config import UpstreamSettings
 from gateway.errors import BadGateway, BadRequest, GatewayTimeout, PayloadTooLarge, ServiceUnavailable
+from gateway.proxy.headers import HeaderList
 
 log = logging.getLogger("gateway.proxy")
 
@@ -135,7 +136,6 @@ def has_body(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-HeaderList = list[tuple[bytes, bytes]]
 Timeouts = dict[str, float]
 
 

@@ -34,11 +34,10 @@ from gateway.errors import (
     NotFound,
     ReauthenticationRequired,
     Unauthorized,
-    UriTooLong,
     render_error,
     wants_html,
 )
-from gateway.policy import CanonicalPath, Decision, Outcome, PathError, Policy, Principal, canonicalize, decide
+from gateway.policy import CanonicalPath, Decision, Outcome, Policy, Principal, decide_tunnelled
 from gateway.policy.paths import origin_form
 from gateway.proxy.headers import HeaderList, HeaderRules, RawHeaders, method_overrides, upstream_request_headers
 
@@ -92,12 +91,7 @@ def handshake_headers(
 
 def decision_for(policy: Policy, principal: Principal | None, path: str, headers: RawHeaders) -> Decision:
     """The policy's word on a handshake: a GET, and any method it asks the app to use instead."""
-    decision = decide(policy, principal, "GET", path)
-    for override in method_overrides(headers) if decision.allowed else ():
-        tunnelled = decide(policy, principal, override, path)
-        if not tunnelled.allowed:
-            return tunnelled
-    return decision
+    return decide_tunnelled(policy, principal, "GET", method_overrides(headers), path)
 
 
 def lost_access(decision: Decision, now: Principal | None, then: Principal | None) -> str | None:
@@ -188,24 +182,17 @@ async def relay(gateway: Gateway, scope: Scope, receive: Receive, send: Send, ex
 async def _admit(gateway: Gateway, scope: Scope, exchange: Exchange) -> _Admitted:
     """The checks of an HTTP GET, in the same order; raises the GatewayError to answer with."""
     # Here: gateway.asgi imports this module.
-    from gateway.asgi import DECISION_LABEL, GATEWAY_PREFIX, MAX_LOGGED_PATH, MAX_TARGET_BYTES
+    from gateway.asgi import DECISION_LABEL, MAX_LOGGED_PATH, is_gateway_page
     from gateway.metrics import BAD_REQUEST, GATEWAY_PAGE
 
-    settings = gateway.services.settings
     # ASGI promises lower-case names and Uvicorn keeps that; lower-cased anyway, because the cookie
     # lookup compares exactly and a server that forgot would otherwise make every socket anonymous.
     headers: HeaderList = [(name.lower(), value) for name, value in scope["headers"]]
     raw_path = origin_form(scope.get("raw_path") or scope["path"].encode())
     exchange.decision, exchange.path = BAD_REQUEST, raw_path[:MAX_LOGGED_PATH].decode("latin-1")
-    if len(raw_path) + len(scope.get("query_string", b"")) > MAX_TARGET_BYTES:
-        raise UriTooLong()
-    try:
-        canonical = canonicalize(raw_path, allow_params=settings.policy.allow_path_params,
-                                 case_insensitive=settings.policy.case_insensitive)
-    except PathError as exc:
-        raise BadRequest(f"Malformed or ambiguous path: {exc}.") from None
+    canonical = gateway.canonical_target(raw_path, scope.get("query_string", b""))
     exchange.path = canonical.decision
-    if canonical.decision == "/.gateway" or canonical.decision.startswith(GATEWAY_PREFIX):
+    if is_gateway_page(canonical):
         exchange.decision = GATEWAY_PAGE
         raise NotFound("The gateway's own pages do not take WebSockets.")
 

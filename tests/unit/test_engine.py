@@ -202,3 +202,15 @@ def test_fresh_on_authenticated_rule() -> None:
 def test_decision_allowed_property() -> None:
     assert Decision(Outcome.ALLOW, None, "allowed").allowed
     assert not Decision(Outcome.REAUTH, None, "sign-in too old").allowed
+
+
+def test_a_tunnelled_method_must_be_allowed_too() -> None:
+    from gateway.policy import decide_tunnelled, parse_policy
+
+    policy = parse_policy({"t.yaml": 'rules:\n  - paths: ["/r/**"]\n    methods: [GET]\n    allow: anyone\n'
+                                     '  - paths: ["/d/**"]\n    deny: true\n'})
+    assert decide_tunnelled(policy, None, "GET", [], "/r/x").allowed
+    refused = decide_tunnelled(policy, None, "GET", ["DELETE"], "/r/x")
+    assert not refused.allowed and refused.reason == "method not covered by the winning pattern"
+    assert decide_tunnelled(policy, None, "GET", ["GET", "HEAD"], "/r/x").allowed
+    assert decide_tunnelled(policy, None, "GET", ["GET"], "/d/x").reason == "deny rule"  # the request itself first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 from typing import Any
 
@@ -93,8 +94,10 @@ def test_lost_access(now: Principal | None, then: Principal | None, path: str, r
 
 async def _refusal(extensions: dict[str, object] | None) -> list[dict[str, Any]]:
     """What relay() sends for a malformed path (refused before the session or the upstream is looked at)."""
-    policy = SimpleNamespace(allow_path_params=False, case_insensitive=False)
-    gateway: Any = SimpleNamespace(services=SimpleNamespace(settings=SimpleNamespace(policy=policy)), metrics=None)
+    from gateway.asgi import Gateway
+
+    gateway: Any = SimpleNamespace(metrics=None, _allow_params=False, _case_insensitive=False)
+    gateway.canonical_target = functools.partial(Gateway.canonical_target, gateway)  # the real target checks
     scope: dict[str, Any] = {"type": "websocket", "path": "/a/b", "raw_path": b"/a%2Fb", "query_string": b"",
                              "headers": [(b"Host", b"gw")], "subprotocols": []}
     if extensions is not None:
