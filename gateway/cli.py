@@ -280,8 +280,9 @@ def serve(ctx: click.Context) -> None:
         fail(f"store.path: {exc}")
 
     try:
-        load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)  # workers would crash on it
-        run_server(settings)
+        # Checked here, once, where a bad policy is one clear line (a worker would crash on it).
+        policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
+        run_server(settings, policy)
     except PolicyError as exc:
         for problem in exc.problems:
             click.echo(f"gateway: {problem}", err=True)

@@ -19,6 +19,7 @@ from gateway.config import CONFIG_ENV, Settings, load_settings
 from gateway.http_protocol import protocol_options
 from gateway.logs import configure_logging as configure_log_lines
 from gateway.metrics import shared_metrics_dir
+from gateway.policy import Policy
 from gateway.proxy.headers import transport_security_headers
 
 WORKER_FACTORY = "gateway.server:worker_app"
@@ -112,7 +113,9 @@ def raise_open_files_limit(wanted: int) -> int:
     return soft
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, policy: Policy | None = None) -> None:
+    """Run until stopped. ``policy``, already loaded by the caller, serves a single worker; each of
+    several workers loads its own (see worker_app)."""
     logging.getLogger("gateway").info(
         "gateway listening on %s://%s:%d with %d worker(s), forwarding to %s", "https" if settings.server.tls else "http",
         settings.server.host, settings.server.port, settings.server.workers, settings.upstream.url,
@@ -129,7 +132,7 @@ def serve(settings: Settings) -> None:
     if settings.server.workers == 1:
         from gateway.app import create_app
 
-        uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
+        uvicorn.Server(uvicorn.Config(create_app(settings, policy=policy), **options)).run()
         return
     os.environ[CONFIG_ENV] = str(settings.config_file)
     # The workers' metric files go to one private folder, so any worker can answer a scrape for all.
