@@ -12,12 +12,12 @@ import logging
 import re
 import time
 from typing import Any, cast
-from urllib.parse import quote
 
 from quart import Quart
 
 from gateway.access import AccessLog, Exchange, request_id
 from gateway.auth.cookie import cookie_value
+from gateway.auth.redirects import sign_in_url
 from gateway.auth.sessions import ActiveSession
 from gateway.errors import (
     BadGateway,
@@ -69,7 +69,6 @@ MAX_LOGGED_PATH = 1024  # a target refused as malformed is logged cut to this ma
 # Method names are case-sensitive (RFC 9110): "get" is not GET, and a server framing the answer to
 # "head" as a GET's while the upstream answers a HEAD would hang the client.
 METHOD = re.compile(r"[A-Z][A-Z0-9_-]{0,31}")
-LOGIN_PATH = "/.gateway/login"
 DECISION_LABEL = {Outcome.ALLOW: ALLOW, Outcome.LOGIN: LOGIN, Outcome.REAUTH: REAUTH, Outcome.FORBIDDEN: DENY}
 # nginx's convention for "the client closed the connection before any answer was sent".
 CLIENT_CLOSED = 499
@@ -357,7 +356,7 @@ class Gateway:
             query: bytes = scope.get("query_string", b"")
             raw_path: bytes = scope["raw_path"]
             original = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-            location = f"{LOGIN_PATH}?next={quote(original, safe='')}" + ("&reauth=1" if reauth else "")
+            location = sign_in_url(original) + ("&reauth=1" if reauth else "")
             exchange.status = 302
             await send_simple(send, 302, [(b"location", location.encode()), (b"cache-control", b"no-store"),
                                           (b"content-length", b"0"), *extra, *self.rules.response_headers])

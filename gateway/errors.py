@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from urllib.parse import quote
 
+from gateway.auth import redirects
 from gateway.auth.redirects import DEFAULT_NEXT, safe_next
 from gateway.pages import DEFAULT_PAGES, Pages
 
@@ -109,7 +109,7 @@ def switch_user_url(target: tuple[bytes, bytes] | None) -> str:
     if target is not None:
         path, query = target
         next_path = safe_next(path.decode("latin-1") + ("?" + query.decode("latin-1") if query else ""))
-    return "/.gateway/logout?next=" + quote(next_path, safe="")
+    return redirects.switch_user_url(next_path)
 
 
 def render_error(error: GatewayError, html: bool, user: str | None = None, *, pages: Pages | None = None,

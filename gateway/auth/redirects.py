@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 DEFAULT_NEXT = "/"
 MAX_NEXT_LENGTH = 2048
+LOGIN = "/.gateway/login"
+LOGOUT = "/.gateway/logout"
+
+
+def sign_in_url(next_path: str) -> str:
+    """The sign-in page, set to go on to ``next_path`` (decided afresh when the browser comes back)."""
+    return f"{LOGIN}?next={quote(next_path, safe='')}"
+
+
+def switch_user_url(next_path: str) -> str:
+    """The sign-out page, set to sign in as someone else and come back to ``next_path``."""
+    return f"{LOGOUT}?next={quote(next_path, safe='')}"
 
 
 def safe_next(value: str | None) -> str:
@@ -24,6 +36,6 @@ def safe_next(value: str | None) -> str:
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or parts.fragment:
         return DEFAULT_NEXT
-    if parts.path.rstrip("/") in {"/.gateway/login", "/.gateway/logout"}:
+    if parts.path.rstrip("/") in {LOGIN, LOGOUT}:
         return DEFAULT_NEXT
     return value

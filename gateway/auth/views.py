@@ -6,7 +6,6 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable
-from urllib.parse import quote
 
 from quart import Blueprint, Response, jsonify, request
 from quart_auth import current_user, login_user, logout_user
@@ -15,7 +14,7 @@ from gateway.auth.accounts import USER_NAME
 from gateway.auth.csrf import origin_allowed
 from gateway.auth.device import LIFETIME as DEVICE_LIFETIME
 from gateway.auth.passwords import WeakPassword, check_strength
-from gateway.auth.redirects import safe_next
+from gateway.auth.redirects import LOGIN, safe_next, sign_in_url, switch_user_url
 from gateway.auth.sessions import ActiveSession, hash_session_id, short_id
 from gateway.auth.throttle import attempt_for
 from gateway.auth.user import GatewayUser, note_user, request_client
@@ -28,8 +27,6 @@ bp = Blueprint("auth", __name__)
 
 GENERIC_FAILURE = "Wrong user name or password."
 FORM_EXPIRED = "The form expired. Please try again."
-LOGIN = "/.gateway/login"
-LOGOUT = "/.gateway/logout"
 
 
 async def _active() -> ActiveSession | None:
@@ -80,7 +77,7 @@ def _login_page(status: int, *, next_path: str, username: str, error: str | None
                 notice: str | None = None, reauth: bool = False) -> Response:
     title = "Confirm it is you" if reauth else current_services().settings.ui.title
     return _page("login.html", status, title=title, next=next_path, username=username, error=error, notice=notice,
-                 reauth=reauth, switch_url=f"{LOGOUT}?next={quote(next_path, safe='')}")
+                 reauth=reauth, switch_url=switch_user_url(next_path))
 
 
 def _throttled(wait: float, page: Callable[[str], Response]) -> Response:
@@ -190,7 +187,7 @@ def _switch_target(value: str | None) -> str | None:
 
 def _logout_page(status: int, *, user: str | None, switch_to: str | None, error: str | None = None) -> Response:
     title = "Signed out" if user is None else "Sign out" if switch_to is None else "Switch user"
-    login_url = LOGIN if switch_to is None else f"{LOGIN}?next={quote(switch_to, safe='')}"
+    login_url = LOGIN if switch_to is None else sign_in_url(switch_to)
     return _page("logout.html", status, title=title, user=user, next=switch_to, error=error, login_url=login_url)
 
 
@@ -216,7 +213,7 @@ async def logout_submit() -> Response:
     logout_user()  # clears the cookie; the row is already gone, so a copy of the cookie is dead too
     if switch_to is not None:
         # Switching user: straight on to the sign-in form, then back to the page that was refused.
-        response = Response("", status=303, headers={"Location": f"{LOGIN}?next={quote(switch_to, safe='')}"})
+        response = Response("", status=303, headers={"Location": sign_in_url(switch_to)})
     else:
         response = _logout_page(200, user=None, switch_to=None)
     # The app's pages this browser still holds (HTTP cache, back/forward cache) show the signed-in
@@ -250,7 +247,7 @@ async def whoami() -> Response:
 
 def _needs_sign_in(path: str) -> Response:
     if wants_html(request.headers.get("Accept")):
-        return Response("", status=302, headers={"Location": f"{LOGIN}?next={quote(path, safe='')}"})
+        return Response("", status=302, headers={"Location": sign_in_url(path)})
     raise Unauthorized()
 
 
