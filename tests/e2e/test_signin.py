@@ -69,6 +69,18 @@ def test_next_only_ever_redirects_to_a_local_path(gateway: Gateway, next_value: 
         assert "evil" not in location
 
 
+@pytest.mark.parametrize("next_value", ["//evil.example/", "/\\evil.example", "https:evil.example",
+                                        "javascript:alert(1)", "/\t/evil.example", "\"><script>x</script>"])
+def test_switching_user_never_sends_the_browser_off_site(gateway: Gateway, next_value: str) -> None:
+    """The 403 page's "sign in as someone else" goes through /.gateway/logout?next=..."""
+    with gateway.client() as client:
+        assert sign_in(client, "bob").status_code == 303
+        form = client.get("/.gateway/logout", params={"next": next_value})
+        assert form.status_code == 200 and "evil" not in form.text and "<script>x" not in form.text
+        out = client.post("/.gateway/logout", data={"csrf_token": csrf_token(form.text), "next": next_value})
+        assert out.status_code == 303 and out.headers["location"] == "/.gateway/login?next=%2F"
+
+
 def test_next_keeps_a_safe_path_and_query(gateway: Gateway) -> None:
     with gateway.client() as client:
         response = sign_in(client, "bob", next_path="/docs/a%20b?x=1&y=%2F")
