@@ -11,6 +11,19 @@
   nothing for that long is closed quietly (between requests Uvicorn's keep-alive timeout applies).
 - A target too long for the parser gets ``414`` as shorter over-long ones do (not Uvicorn's 400),
   and every answer written here carries the gateway's own headers (HSTS over HTTPS).
+- Upgrades other than a WebSocket handshake. llhttp stops parsing at the end of any head that asks
+  for an upgrade (``Connection: Upgrade`` + ``Upgrade: h2c``, ``foo``, ``TLS/1.2``...), so a body
+  declared beside it is never read: the app would get ``Content-Length: N`` and no bytes, and an
+  upstream connection waiting for N bytes would swallow the next user's request (request
+  smuggling). Such a request is refused with ``400`` and a close when it declares a body; without
+  one it is served as plain HTTP/1.1 (as nginx serves ``curl --http2`` over http) and the
+  connection closes after the answer, since nothing after that head can be parsed. A WebSocket
+  handshake must be a GET without a body.
+- Pipelining: at most one request per connection is parsed ahead of the answer being written (as
+  nginx does). httptools parses every request in the bytes it is given, so a read holding
+  thousands of pipelined requests would become thousands of queued requests in memory; here the
+  bytes beyond the next complete head wait, unparsed, with reading paused, until the answers
+  before them are out.
 
 ``configure()`` sets the limits once per process from the settings, before the server starts;
 each worker process does it again for itself (see server.worker_app). The per-connection work is
@@ -22,12 +35,40 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.asgi import MAX_TARGET_BYTES
 
 DEFAULT_MAX_HEAD = 64 * 1024
 DEFAULT_HEAD_TIMEOUT = 20.0
+# Where a head ends. llhttp insists on CRLF line ends (a bare LF is a parse error), so every
+# complete head, and every chunked body's last line, contains this.
+HEAD_END = b"\r\n\r\n"
+
+
+def declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A Transfer-Encoding of any kind, or a Content-Length above zero (llhttp checked its syntax)."""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length" and value.strip(b" \t0"):
+            return True
+    return False
+
+
+class _HeldFlow(FlowControl):
+    """Uvicorn's flow control, except that reading stays paused while unparsed pipelined bytes wait:
+    Uvicorn resumes reading after each answer and as the app drains a body, which would otherwise
+    let a pipelining client fill memory one read at a time."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedHttpToolsProtocol) -> None:
+        super().__init__(transport)
+        self._protocol = protocol
+
+    def resume_reading(self) -> None:
+        if not self._protocol.holding:
+            super().resume_reading()
 
 
 def _answer(status: bytes, text: bytes, extra: tuple[tuple[bytes, bytes], ...]) -> bytes:
@@ -48,7 +89,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cls.extra_headers = extra_headers
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._backlog: bytes = b""  # received, not yet parsed: what follows a request parsed ahead
+        self._draining = False
+        self._upgrade_ignored = False  # llhttp stopped at an upgrade: nothing more can be parsed
         super().connection_made(transport)
+        self.flow = _HeldFlow(transport, self)
         self._head_bytes = 0  # received while the head is incomplete
         self._head_size = 0  # the head as parsed: target and headers
         self._target_size = 0
@@ -56,7 +101,53 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
+    @property
+    def holding(self) -> bool:
+        """Unparsed bytes are waiting: read no more until they are parsed."""
+        return bool(self._backlog)
+
     def data_received(self, data: bytes) -> None:
+        if self._upgrade_ignored:
+            return  # the parser stopped at an upgrade; the connection closes after its answer
+        if self._backlog:
+            self._backlog += data
+            self.flow.pause_reading()
+            return
+        if not self.pipeline and data.count(HEAD_END) <= 1:
+            # The common case, one request per read: at most one head can complete in it, so at
+            # most one request is parsed ahead of the answer in progress.
+            self._parse(data)
+            return
+        self._backlog = data
+        self._drain()
+
+    def _drain(self) -> None:
+        """Parse the backlog up to one head end at a time, stopping once a request waits in the
+        pipeline (one parsed ahead); the rest stays unparsed until that request is answered."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._backlog and not self.pipeline and not self.transport.is_closing():
+                end = self._backlog.find(HEAD_END)
+                cut = len(self._backlog) if end < 0 else end + len(HEAD_END)
+                piece, self._backlog = self._backlog[:cut], self._backlog[cut:]
+                self._parse(piece)
+                if self._upgrade_ignored or self.transport.get_protocol() is not self:
+                    self._backlog = b""  # an upgrade: what follows is not HTTP/1.1 for us to parse
+            if self._backlog:
+                self.flow.pause_reading()
+            elif self.cycle is None or len(self.cycle.body) <= HIGH_WATER_LIMIT:
+                self.flow.resume_reading()
+        finally:
+            self._draining = False
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # starts the request parsed ahead, if any
+        if self._backlog and not self.transport.is_closing():
+            self._drain()
+
+    def _parse(self, data: bytes) -> None:
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
@@ -90,6 +181,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_size > self.max_head:
             self._too_large()
             return
+        if self.parser.should_upgrade():
+            if self._should_upgrade():  # a WebSocket handshake: a GET, and nothing after its head
+                if self.parser.get_method() != b"GET" or declares_body(self.headers):
+                    self._refuse(b"400 Bad Request", b"A WebSocket handshake is a GET without a body.\n")
+                    return
+            elif declares_body(self.headers):
+                # llhttp would not read this body: refused, never forwarded with a length it lacks.
+                self._refuse(b"400 Bad Request", b"An upgrade request cannot carry a body.\n")
+                return
+            else:
+                self._upgrade_ignored = True
+                super().on_headers_complete()
+                self.cycle.keep_alive = False  # nothing after this head can be parsed
+                return
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:

@@ -26,7 +26,7 @@ WORKER_FACTORY = "gateway.server:worker_app"
 
 
 class _UvicornNoise(logging.Filter):
-    """Drops two kinds of Uvicorn line.
+    """Drops three kinds of Uvicorn line.
 
     A spurious ERROR: Uvicorn's websockets protocol logs "returned without completing handshake"
     after every handshake refused through the websocket.http.response extension, which is how the
@@ -35,12 +35,18 @@ class _UvicornNoise(logging.Filter):
 
     Its own access line for each WebSocket handshake ('client - "WebSocket /path?query" [accepted]'),
     which ignores access_log=False: the gateway writes its own (gateway/access.py), and Uvicorn's
-    carries the query string, which may hold a secret the access log promises never to write."""
+    carries the query string, which may hold a secret the access log promises never to write.
+
+    "Unsupported upgrade request.": the guarded protocol (gateway/http_protocol.py) has already
+    refused such a request or served it as plain HTTP/1.1; ``curl --http2`` over http asks for one
+    on every request, and an operator can do nothing about it."""
+
+    QUIET = frozenset({"ASGI callable returned without completing handshake.", "Unsupported upgrade request."})
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"'):
             return False
-        return record.getMessage() != "ASGI callable returned without completing handshake."
+        return record.getMessage() not in self.QUIET
 
 
 def configure_logging(settings: Settings) -> None:
