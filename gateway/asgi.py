@@ -24,26 +24,21 @@ from gateway.errors import (
     BadRequest,
     Forbidden,
     GatewayError,
-    PayloadTooLarge,
     ReauthenticationRequired,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     UriTooLong,
     render_error,
     wants_html,
 )
+from gateway.http import HostRules, check_host
 from gateway.metrics import ALLOW, BAD_REQUEST, DENY, GATEWAY_PAGE, LOGIN, REAUTH
 from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, decide_tunnelled
 from gateway.policy.paths import origin_form
-from gateway.proxy.forward import (
-    ClientDisconnected,
-    DisconnectWatch,
-    LimitedBody,
-    RequestBody,
-    Upstream,
-    declared_too_large,
-    has_body,
-)
+from gateway.proxy.admission import ClientSlots
+from gateway.proxy.forward import ClientBody, ClientDisconnected, DisconnectWatch, Upstream
+from gateway.proxy.framing import request_framing
 from gateway.proxy.headers import (
     REQUEST_ID,
     HeaderRules,
@@ -159,6 +154,10 @@ class Gateway:
         self._allow_params = settings.policy.allow_path_params
         self._case_insensitive = settings.policy.case_insensitive
         self._max_body_size = settings.server.max_body_size
+        self._body_timeout = settings.server.body_timeout
+        self._body_min_rate = settings.server.body_min_rate
+        self.hosts = HostRules.from_settings(settings.server.hosts, settings.server.public_url)
+        self._client_slots = ClientSlots(settings.upstream.max_connections_per_client)
         self.metrics = services.metrics
         self.access = AccessLog(services.metrics, enabled=settings.log.access, text=settings.log.format == "text")
 
@@ -173,6 +172,10 @@ class Gateway:
             return _canonical(raw_path, self._allow_params, self._case_insensitive)
         except PathError as exc:
             raise BadRequest(f"Malformed or ambiguous path: {exc}.") from None
+
+    def check_host(self, scope: Scope) -> None:
+        """The Host header: one, well formed, and one of the public hosts when they are listed (400)."""
+        check_host(scope["headers"], self.hosts, scope.get("http_version", "1.1"))
 
     def client_ip(self, headers: list[tuple[bytes, bytes]], peer: str | None) -> str:
         """The real client: the peer, or behind [server] trusted_proxies the address they name."""
@@ -204,6 +207,7 @@ class Gateway:
         if raw_path is not given:  # absolute-form target, or a server without raw_path: record the path used
             scope = dict(scope, raw_path=raw_path)
         try:
+            self.check_host(scope)
             canonical = self.canonical_target(raw_path, scope.get("query_string", b""), scope["method"])
         except GatewayError as exc:
             await self._refuse(scope, send, exc, exchange, refused_path=raw_path)
@@ -260,11 +264,13 @@ class Gateway:
         peer_info = scope.get("client")
         peer = peer_info[0] if peer_info else None
         client_ip = exchange.client
+        method: str = scope["method"]
+        # How the body goes upstream is decided from the head alone, before anything else (400, 413).
+        framing = request_framing(method, headers, self._max_body_size)
         active, had_cookie = await self._identify(headers, client_ip)
         principal = active.principal if active else None
         if principal is not None:
             exchange.user = principal.user
-        method: str = scope["method"]
         policy = self.services.policy.policy  # read once: one request, one whole policy
         # The app may act on a tunnelled method (X-HTTP-Method-Override): it must be allowed as well.
         decision = decide_tunnelled(policy, principal, method, method_overrides(headers), canonical.decision)
@@ -290,16 +296,35 @@ class Gateway:
             raise ServiceUnavailable()
         outgoing = upstream_request_headers(headers, self.rules, principal=principal, client=peer,
                                             scheme=scope.get("scheme", "http"), request_id=exchange.request_id)
+        # Re-framed from what the gateway reads itself: never the client's own length (see framing.py).
+        outgoing = [(name, value) for name, value in outgoing if name != b"content-length"]
+        length = framing.header()
+        if length is not None:
+            outgoing.append(length)
         query: bytes = scope.get("query_string", b"")
         target = canonical.forward + ("?" + query.decode("latin-1") if query else "")
-        if declared_too_large(headers, self._max_body_size):
-            raise PayloadTooLarge()
-        body = RequestBody(receive) if has_body(headers) else None
-        chunks = body.__aiter__() if body else None
-        if chunks is not None and self._max_body_size:
-            chunks = LimitedBody(chunks, self._max_body_size)
+        body: ClientBody | None = None
+        if framing.has_body:
+            body = ClientBody(receive, framing, idle_timeout=self._body_timeout, min_rate=self._body_min_rate,
+                              max_size=self._max_body_size)
+            # No upstream connection is taken for a body that does not arrive.
+            await body.prefetch()
+        if not self._client_slots.acquire(client_ip):
+            log.warning("too many upstream requests at once from one client (upstream.max_connections_per_client)")
+            raise TooManyRequests(headers=[(b"retry-after", b"1")])
+        try:
+            await self._forward(scope, receive, send, canonical, exchange, upstream, method, target, outgoing, body)
+        finally:
+            self._client_slots.release(client_ip)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, canonical: CanonicalPath, exchange: Exchange,
+                       upstream: Upstream, method: str, target: str, outgoing: list[tuple[bytes, bytes]],
+                       body: ClientBody | None) -> None:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        peer_info = scope.get("client")
+        peer = peer_info[0] if peer_info else None
         sent_at = time.perf_counter()
-        response = await upstream.send(method, target, outgoing, chunks)
+        response = await upstream.send(method, target, outgoing, body.__aiter__() if body is not None else None)
         exchange.upstream = waited = time.perf_counter() - sent_at
         self.metrics.upstream_seconds.observe(waited)
         if not 200 <= response.status <= 599:

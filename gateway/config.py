@@ -52,6 +52,11 @@ class ServerSettings:
     max_header_size: int = 64 * 1024  # request line + headers; then 431
     header_timeout: float = 20.0  # seconds for a request's head to arrive; then 408
     max_clients: int = 10_000  # connections and requests at once per worker; then 503
+    # Host values browsers may use (host or host:port, lower case); empty: any well-formed Host,
+    # unless public_url names one. Another Host gets 400 and is never copied anywhere.
+    hosts: tuple[str, ...] = ()
+    body_timeout: float = 30.0  # seconds a request body may pause between chunks; then 408
+    body_min_rate: int = 1024  # bytes/s a body must average once body_timeout has passed; 0 = none
 
     @property
     def tls(self) -> bool:
@@ -70,6 +75,9 @@ class UpstreamSettings:
     transport: str = "aiohttp"  # "aiohttp" or "httpx"
     # Largest WebSocket message, in bytes, on both legs (Uvicorn's ws_max_size and the upstream client).
     websocket_max_message: int = 16 * 1024 * 1024
+    # Upstream connections one client address may hold at once in one worker; then 429. Keeps one
+    # client (slow to read, slow to send) from taking the whole pool. 0 = no limit.
+    max_connections_per_client: int = 32
 
 
 BINDINGS = ("none", "user_agent", "client")
@@ -306,6 +314,27 @@ def _networks(value: Any) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?"
+                   r"|\[[0-9a-f:.]+\]")
+
+
+def _hosts(value: Any) -> tuple[str, ...]:
+    """Host header values: host or host:port (a name, an IPv4 address or a bracketed IPv6 one)."""
+    items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError(f"expected a list of host names such as [\"app.example.com\"], got {value!r}")
+    hosts = []
+    for item in items:
+        text = str(item).strip().lower()
+        name, colon, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
+        if not colon:
+            name = text
+        if not _HOST.fullmatch(name) or (colon and not (port.isdigit() and 0 < int(port) < 65536)):
+            raise ValueError(f"not a host name or host:port: {item!r}")
+        hosts.append(text)
+    return tuple(hosts)
+
+
 def _origin(value: Any) -> str:
     text = _str(value).rstrip("/")
     parts = urlsplit(text)
@@ -412,6 +441,9 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("server", "max_header_size"): (_size_in(1024, 1024**2), "64k"),
     ("server", "header_timeout"): (_seconds, "20s"),
     ("server", "max_clients"): (_int_in(1, 1_000_000), 10_000),
+    ("server", "hosts"): (_hosts, []),
+    ("server", "body_timeout"): (_seconds, "30s"),
+    ("server", "body_min_rate"): (_size_in(0, 1024**3), "1k"),
     ("upstream", "url"): (_origin, "http://127.0.0.1:8081"),
     ("upstream", "connect_timeout"): (_seconds, "5s"),
     ("upstream", "read_timeout"): (_seconds, "60s"),
@@ -421,6 +453,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("upstream", "preserve_host"): (_bool, False),
     ("upstream", "transport"): (_choice("aiohttp", "httpx"), "aiohttp"),
     ("upstream", "websocket_max_message"): (_size_in(1024, 1024**3), "16MiB"),
+    ("upstream", "max_connections_per_client"): (_int_in(0, 10_000), 32),
     ("session", "secure_cookie"): (_bool, True),
     ("session", "idle_timeout"): (_duration, "30m"),
     ("session", "absolute_timeout"): (_duration, "12h"),

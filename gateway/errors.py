@@ -53,6 +53,14 @@ class MethodNotAllowed(GatewayError):
     status, code, title, message = 405, "method_not_allowed", "Method not allowed", "This method is not allowed here."
 
 
+class RequestTimeout(GatewayError):
+    status, code, title, message = 408, "request_timeout", "Request too slow", "The request took too long to arrive."
+
+
+class TooManyRequests(GatewayError):
+    status, code, title, message = 429, "too_many_requests", "Too many requests", "Too many requests at once: try again."
+
+
 class PayloadTooLarge(GatewayError):
     status, code, title, message = 413, "payload_too_large", "Request too large", "The request body is too large."
 
@@ -75,8 +83,8 @@ class GatewayTimeout(GatewayError):
 
 _BY_STATUS: dict[int, type[GatewayError]] = {
     cls.status: cls
-    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge, UriTooLong,
-                BadGateway, ServiceUnavailable, GatewayTimeout)
+    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, RequestTimeout, PayloadTooLarge,
+                UriTooLong, TooManyRequests, BadGateway, ServiceUnavailable, GatewayTimeout)
 }
 
 

@@ -102,6 +102,9 @@ trusted_proxies = []
 # max_header_size = "64k"     # request line + headers; then 431
 # header_timeout = "20s"      # for a request's head to arrive; then 408
 # max_clients = 10000         # connections and requests at once per worker; then 503
+# hosts = []                  # Host values browsers use ("app.example.com"); others get 400
+# body_timeout = "30s"        # a request body may pause this long between chunks; then 408
+# body_min_rate = "1k"        # bytes/s a body must average after body_timeout; 0 = no minimum
 
 [upstream]
 # The app behind the gateway: scheme://host:port, without a path.
@@ -114,6 +117,7 @@ url = {toml_string(options.upstream)}
 # preserve_host = false       # send the browser's Host instead of the app's own address
 # transport = "aiohttp"       # or "httpx"
 # websocket_max_message = "16MiB"   # largest WebSocket message, both ways
+# max_connections_per_client = 32   # upstream requests one client address may have at once; then 429
 
 [session]
 # true: the cookie is Secure with the __Host- prefix, so browsers send it only over HTTPS (and to

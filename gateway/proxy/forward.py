@@ -12,6 +12,7 @@ enter, into 502/503/504.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -20,7 +21,15 @@ from typing import Any, Protocol
 import httpx
 
 from gateway.config import UpstreamSettings
-from gateway.errors import BadGateway, BadRequest, GatewayTimeout, PayloadTooLarge, ServiceUnavailable
+from gateway.errors import (
+    BadGateway,
+    BadRequest,
+    GatewayTimeout,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+)
+from gateway.proxy.framing import Framing
 from gateway.proxy.headers import HeaderList
 
 log = logging.getLogger("gateway.proxy")
@@ -34,67 +43,107 @@ class ClientDisconnected(Exception):
     """The browser went away while its request body was being relayed."""
 
 
-class RequestBody:
-    """The client's body as it arrives, chunk by chunk: never buffered whole."""
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self.finished = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected()
-            chunk = message.get("body", b"")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                self.finished = True
-                return
-
-
 class BodyTooLarge(PayloadTooLarge):
     """A streamed request body grew past [server] max_body_size."""
 
 
-class LimitedBody:
-    """Passes the body through until it exceeds ``limit`` bytes, then fails the upload.
+class BodyTimeout(RequestTimeout):
+    """The client stopped sending its body ([server] body_timeout) or sent it too slowly
+    ([server] body_min_rate)."""
 
-    Raised inside the upstream client's body writer, the error aborts the upstream request (its
-    connection is closed mid-body, so the app never sees a complete request); ``Upstream.send``
-    finds it behind the client library's own error and the client gets 413.
+
+class IncompleteBody(BadRequest):
+    """The body ended before (or went past) the length the client declared."""
+
+
+# Raised inside the upstream client's body writer, these abort the upstream request (its connection
+# is closed mid-body, so the app never sees a complete request); Upstream.send finds them behind the
+# client library's own error and answers with their status.
+BODY_ERRORS = (BodyTooLarge, BodyTimeout, IncompleteBody)
+
+# Bodies up to this size are read whole before any upstream connection is taken (most form posts
+# and API calls), and a larger one must deliver this much first: a client that declares a body and
+# never sends it, or sends it a byte at a time, holds no upstream connection while it dawdles.
+PREFETCH = 64 * 1024
+
+
+class ClientBody:
+    """The client's body as it arrives, chunk by chunk: never buffered whole beyond PREFETCH.
+
+    Its pace is enforced while it is read: no chunk for ``idle_timeout`` seconds, or an average
+    below ``min_rate`` bytes/s once ``idle_timeout`` seconds have passed since it started, ends it
+    with 408. Exactly the declared length must arrive (400 otherwise), and at most ``max_size``
+    bytes (413; 0 = no limit). What the upstream is sent is exactly what was read here.
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes], limit: int) -> None:
-        self._chunks = chunks
-        self._left = limit
+    def __init__(self, receive: Receive, framing: Framing, *, idle_timeout: float, min_rate: int = 0,
+                 max_size: int = 0) -> None:
+        self._receive = receive
+        self._expected = framing.length
+        self._idle = idle_timeout
+        self._min_rate = min_rate
+        self._max = max_size
+        self._loop = asyncio.get_running_loop()
+        self._start = self._last = self._loop.time()
+        self._received = 0
+        self._early: list[bytes] = []
+        self.finished = False
 
-    def __aiter__(self) -> LimitedBody:
-        return self
+    def _deadline(self) -> float:
+        deadline = self._last + self._idle
+        if self._min_rate:
+            # The rate is owed only after a grace period as long as the idle limit.
+            deadline = min(deadline, self._start + self._idle + self._received / self._min_rate)
+        return deadline
 
-    async def __anext__(self) -> bytes:
-        chunk = await self._chunks.__anext__()
-        self._left -= len(chunk)
-        if self._left < 0:
-            raise BodyTooLarge()
-        return chunk
-
-
-def declared_too_large(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
-    """A Content-Length over ``limit`` (0 = none): refused before anything is forwarded."""
-    if not limit:
-        return False
-    for name, value in headers:
-        if name == b"content-length":
+    async def _next(self) -> bytes:
+        """The next non-empty chunk, or b"" at the end of the body."""
+        while not self.finished:
             try:
-                return int(value) > limit
-            except ValueError:
-                return False  # the server already refuses a malformed length
-    return False
+                async with asyncio.timeout_at(self._deadline()):
+                    message = await self._receive()
+            except TimeoutError:
+                raise BodyTimeout() from None
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            chunk: bytes = message.get("body", b"")
+            self._received += len(chunk)
+            if self._max and self._received > self._max:
+                raise BodyTooLarge()
+            if self._expected is not None and self._received > self._expected:
+                raise IncompleteBody("The request body is longer than its Content-Length.")
+            if not message.get("more_body", False):
+                self.finished = True
+                if self._expected is not None and self._received != self._expected:
+                    raise IncompleteBody("The request body is shorter than its Content-Length.")
+            if chunk:
+                self._last = self._loop.time()
+                return chunk
+        return b""
+
+    async def prefetch(self, size: int = PREFETCH) -> None:
+        """Read ahead until ``size`` bytes or the end have arrived, before the upstream is contacted."""
+        buffered = sum(len(chunk) for chunk in self._early)
+        while buffered < size and not self.finished:
+            chunk = await self._next()
+            if chunk:
+                self._early.append(chunk)
+                buffered += len(chunk)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        early, self._early = self._early, []
+        for chunk in early:
+            yield chunk
+        while chunk := await self._next():
+            yield chunk
 
 
-def _cause(exc: BaseException, kind: type[Exception]) -> Exception | None:
+def fingerprint(text: str) -> str:
+    """A short hash that tells identical errors apart in logs without quoting them."""
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def _cause(exc: BaseException, kind: type[Exception] | tuple[type[Exception], ...]) -> Exception | None:
     """The ``kind`` error behind ``exc``, through the client libraries' wrapping."""
     seen: BaseException | None = exc
     for _ in range(8):
@@ -125,15 +174,6 @@ class DisconnectWatch:
 
     def stop(self) -> None:
         self._task.cancel()
-
-
-def has_body(headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if name == b"transfer-encoding":
-            return True
-        if name == b"content-length" and value.strip() not in (b"", b"0"):
-            return True
-    return False
 
 
 Timeouts = dict[str, float]
@@ -237,12 +277,14 @@ class Upstream:
         except httpx.LocalProtocolError as exc:
             raise BadRequest("The request cannot be forwarded (malformed header).") from exc
         except httpx.HTTPError as exc:
-            too_large = _cause(exc, BodyTooLarge)
-            if too_large is not None:
-                raise too_large from exc
+            body_error = _cause(exc, BODY_ERRORS)
+            if body_error is not None:
+                raise body_error from exc
             if _cause(exc, ClientDisconnected) is not None:
                 raise ClientDisconnected() from exc
-            log.warning("upstream error: %s: %s", type(exc).__name__, exc)
+            # The error's text can quote the upstream's raw bytes or the target with its query
+            # string: only its kind and a short fingerprint of the text are logged.
+            log.warning("upstream error: %s (detail %s)", type(exc).__name__, fingerprint(str(exc)))
             raise BadGateway() from exc
 
     async def aclose(self) -> None:

@@ -190,6 +190,7 @@ async def _admit(gateway: Gateway, scope: Scope, exchange: Exchange) -> _Admitte
     headers: HeaderList = [(name.lower(), value) for name, value in scope["headers"]]
     raw_path = origin_form(scope.get("raw_path") or scope["path"].encode())
     exchange.decision, exchange.path = BAD_REQUEST, raw_path[:MAX_LOGGED_PATH].decode("latin-1")
+    gateway.check_host(scope)
     canonical = gateway.canonical_target(raw_path, scope.get("query_string", b""))
     exchange.path = canonical.decision
     if is_gateway_page(canonical):

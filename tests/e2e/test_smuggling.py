@@ -189,3 +189,16 @@ def test_an_upgrade_without_a_body_is_served_as_plain_http(target: tuple[Gateway
     assert answer.count(b"HTTP/1.1 ") == 1, "the bytes after an upgrade head were parsed as a request"
     assert [record["path"] for record in upstream.seen()[before:]] == ["/public/h2c"]
     innocents_answered(gateway)
+
+
+def test_a_body_cut_short_never_leaves_the_connection_waiting(target: tuple[Gateway, Careless]) -> None:
+    """Half of a long body (made of forged requests) arrives, then the client leaves: the upstream
+    connection that was sent a length it never got in full is closed, not reused."""
+    gateway, upstream = target
+    before = len(upstream.seen())
+    filler = SMUGGLED * (100_000 // len(SMUGGLED))
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(b"POST /public/cut HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 400000\r\n\r\n" + filler)
+        sock.recv(65536)  # the careless app answers before it has the body
+    innocents_answered(gateway)
+    assert_nothing_smuggled(upstream, before)

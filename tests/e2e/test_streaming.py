@@ -289,7 +289,10 @@ async def flood(gateway: Gateway, count: int, path: str = "/public/flood") -> tu
 
 
 def test_a_flood_against_a_dead_upstream_gets_502s_and_the_gateway_keeps_answering(make_gateway: Any) -> None:
-    gateway = make_gateway(upstream_url=f"http://127.0.0.1:{free_port()}")
+    # Every request comes from this one address: the per-client share of the pool is lifted here,
+    # so each request really goes to the dead upstream (tests/e2e/test_starvation.py tests the share).
+    gateway = make_gateway(upstream_url=f"http://127.0.0.1:{free_port()}",
+                           settings={"upstream": {"max_connections_per_client": 0}})
     statuses, health = asyncio.run(flood(gateway, 500))
     assert statuses == [502] * 500
     assert health == [200] * 5
@@ -301,7 +304,8 @@ def test_a_black_hole_upstream_exhausts_a_small_pool_without_sinking_the_gateway
     upstream = stub(counting(0))
     upstream.answering = False  # accepts, reads the request, never says a word
     gateway = make_gateway(upstream_url=upstream.url, settings={"upstream": {
-        "max_connections": 4, "pool_timeout": "1s", "connect_timeout": "1s", "read_timeout": "1s"}})
+        "max_connections": 4, "pool_timeout": "1s", "connect_timeout": "1s", "read_timeout": "1s",
+        "max_connections_per_client": 0}})  # one client address here: the pool itself is under test
     before = open_fds(gateway)
     peak, stop = [before], threading.Event()
 
@@ -332,7 +336,8 @@ def test_a_black_hole_upstream_exhausts_a_small_pool_without_sinking_the_gateway
 
 def test_the_upstream_pool_is_bounded(make_gateway: Any, stub: Any) -> None:
     upstream = stub(counting(0.2))
-    gateway = make_gateway(upstream_url=upstream.url, settings={"upstream": {"max_connections": 4, "pool_timeout": "20s"}})
+    gateway = make_gateway(upstream_url=upstream.url, settings={"upstream": {
+        "max_connections": 4, "pool_timeout": "20s", "max_connections_per_client": 0}})
     statuses, _ = asyncio.run(flood(gateway, 40))
     assert statuses == [200] * 40
     assert upstream.max_busy == 4  # used in full, never beyond

@@ -98,6 +98,7 @@ async def _refusal(extensions: dict[str, object] | None) -> list[dict[str, Any]]
 
     gateway: Any = SimpleNamespace(metrics=None, _allow_params=False, _case_insensitive=False)
     gateway.canonical_target = functools.partial(Gateway.canonical_target, gateway)  # the real target checks
+    gateway.check_host = lambda scope: None
     scope: dict[str, Any] = {"type": "websocket", "path": "/a/b", "raw_path": b"/a%2Fb", "query_string": b"",
                              "headers": [(b"Host", b"gw")], "subprotocols": []}
     if extensions is not None:
