@@ -450,7 +450,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("upstream", "write_timeout"): (_seconds, "60s"),
     ("upstream", "pool_timeout"): (_seconds, "5s"),
     ("upstream", "max_connections"): (_int_in(1, 10_000), 100),
-    ("upstream", "preserve_host"): (_bool, False),
+    ("upstream", "preserve_host"): (_bool, True),
     ("upstream", "transport"): (_choice("aiohttp", "httpx"), "aiohttp"),
     ("upstream", "websocket_max_message"): (_size_in(1024, 1024**3), "16MiB"),
     ("upstream", "max_connections_per_client"): (_int_in(0, 10_000), 32),
