@@ -5,7 +5,7 @@ filled in as the request goes; when it ends ``AccessLog.finish`` counts it in th
 one line to the ``gateway.access`` logger (standard error), JSON or text as ``[log] format`` says.
 
 What a line holds: time, request id, client address, user, method, the canonical path, decision,
-status, bytes sent, upstream time and total time. Never the query string (it may carry tokens),
+status, how the response ended, bytes sent, upstream time and total time. Never the query string (it may carry tokens),
 never a cookie, a password or a session id.
 """
 
@@ -44,7 +44,8 @@ def request_id(given: bytes | None) -> bytes:
 class Exchange:
     """What the access line says about one request, filled in as it goes."""
 
-    __slots__ = ("bytes", "client", "decision", "method", "path", "request_id", "started", "status", "upstream", "user")
+    __slots__ = ("bytes", "client", "decision", "ended", "method", "path", "request_id", "started", "status",
+                 "upstream", "user")
 
     def __init__(self, request_id: bytes, method: str, client: str) -> None:
         self.started = time.perf_counter()
@@ -57,6 +58,10 @@ class Exchange:
         self.status = 0  # 0: no answer was sent (the client went away first)
         self.bytes = 0  # body bytes sent to the client
         self.upstream: float | None = None  # seconds until the upstream's response head
+        # "complete", or why the answer was cut after its head went out: "client_closed",
+        # "upstream_timeout" (upstream.read_timeout) or "upstream_error". A status alone cannot tell:
+        # a 200 whose body stopped half way is still logged as 200.
+        self.ended = "complete"
 
 
 # Made once (json.dumps with any argument builds a new encoder per call); the same shape as the
@@ -109,6 +114,8 @@ class AccessLog:
 
     def finish(self, exchange: Exchange) -> None:
         self._metrics.count_request(exchange.decision, exchange.status)
+        if exchange.ended != "complete":
+            self._metrics.aborted[exchange.ended].inc()
         if not self._enabled:
             return
         upstream = exchange.upstream
@@ -122,6 +129,7 @@ class AccessLog:
             "path": exchange.path,
             "decision": exchange.decision,
             "status": exchange.status,
+            "ended": exchange.ended,
             "bytes": exchange.bytes,
             "upstream_s": None if upstream is None else round(upstream, 6),
             "total_s": round(time.perf_counter() - exchange.started, 6),

@@ -13,6 +13,7 @@ import re
 import time
 from typing import Any, cast
 
+import httpx
 from quart import Quart
 
 from gateway.access import AccessLog, Exchange, request_id
@@ -142,6 +143,15 @@ def recording_send(send: Send, exchange: Exchange) -> Send:
     return recorded
 
 
+def ending_of(exc: Exception) -> str:
+    """Why a response stopped after its head was sent, for the access line and the metrics."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "upstream_timeout"
+    if isinstance(exc, (ClientDisconnected, OSError)) and not isinstance(exc, httpx.HTTPError):
+        return "client_closed"
+    return "upstream_error"
+
+
 class Gateway:
     """ASGI app: canonical path -> Quart (gateway pages) or policy + proxy (everything else)."""
 
@@ -225,6 +235,7 @@ class Gateway:
         except GatewayError as exc:
             await self._refuse(scope, send, exc, exchange)
         except ClientDisconnected:
+            exchange.ended = "client_closed"
             if not exchange.status:
                 exchange.status = CLIENT_CLOSED
         except Exception:
@@ -348,6 +359,7 @@ class Gateway:
             async for chunk in response.stream:
                 if watch is not None and watch.gone:
                     log.info("client went away during %s %s; upstream response dropped", method, canonical.decision)
+                    exchange.ended = "client_closed"
                     return
                 if chunk:
                     exchange.bytes += len(chunk)
@@ -355,7 +367,8 @@ class Gateway:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except Exception as exc:
             # Headers are already out: the only honest signal left is to cut the connection.
-            log.warning("upstream response aborted: %s", type(exc).__name__)
+            exchange.ended = ending_of(exc)
+            log.warning("upstream response aborted (%s): %s", exchange.ended, type(exc).__name__)
         finally:
             if watch is not None:
                 watch.stop()

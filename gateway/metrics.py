@@ -78,6 +78,10 @@ class _Registered:
         return self._registry.collect()
 
 
+# How a proxied response ended, when not "complete" (see access.Exchange.ended).
+ABORTED_ENDINGS = ("client_closed", "upstream_timeout", "upstream_error")
+
+
 class Metrics:
     def __init__(self) -> None:
         self.multiprocess = multiprocess_dir() is not None
@@ -101,6 +105,9 @@ class Metrics:
         self.websockets_open = Gauge("gateway_websockets_open", "WebSocket connections open now.",
                                      registry=registry, multiprocess_mode="livesum")
         self.websockets = Counter("gateway_websockets", "WebSocket connections accepted.", registry=registry)
+        aborted = Counter("gateway_aborted_responses", "Proxied responses cut off after their head was sent, by cause "
+                          "(the client got a truncated body).", ["ended"], registry=registry)
+        self.aborted = {ended: aborted.labels(ended) for ended in ABORTED_ENDINGS}
         # Resolved once: every series exists (at 0) from the start, and counting is one lookup.
         self.signins = {outcome: signins.labels(outcome) for outcome in SIGNIN_OUTCOMES}
         self.throttled = {form: throttled.labels(form) for form in THROTTLED_FORMS}

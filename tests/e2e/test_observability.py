@@ -330,3 +330,23 @@ def test_text_format_and_switching_the_access_log_off(make_gateway: Any) -> None
     # The metrics still count it; only the line is off.
     assert requests(scrape(quiet), "allow", 200) == 1
     assert "quiet-1" not in quiet.log()
+
+
+def test_a_stream_cut_by_the_read_timeout_is_logged_and_counted_as_aborted(make_gateway: Any) -> None:
+    """The client gets a truncated body under status 200: the access line and the metrics say so."""
+    gateway: Gateway = make_gateway(policy='rules:\n  - paths: ["/**"]\n    allow: anyone\n',
+                                    settings={"upstream": {"read_timeout": "1s"}})
+    # The demo app sends a chunk every 3 s: the second one is past the gateway's 1 s idle limit.
+    with pytest.raises(httpx.RemoteProtocolError), httpx.stream(
+            "GET", gateway.url + "/cut", params={"chunks": "3", "every": "3"},
+            headers={"X-Request-ID": "cut-by-timeout"}, timeout=20) as response:
+        assert response.status_code == 200
+        for _ in response.iter_raw():
+            pass
+    line = access_line(gateway, "cut-by-timeout")
+    assert line["status"] == 200 and line["ended"] == "upstream_timeout"
+    complete = httpx.get(gateway.url + "/whole", headers={"X-Request-ID": "whole"}, timeout=10)
+    assert complete.status_code == 200 and access_line(gateway, "whole")["ended"] == "complete"
+    samples = scrape(gateway)
+    assert value(samples, "gateway_aborted_responses_total", ended="upstream_timeout") == 1
+    assert value(samples, "gateway_aborted_responses_total", ended="upstream_error") == 0
