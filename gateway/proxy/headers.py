@@ -9,10 +9,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import SplitResult, urlsplit
 
 from gateway.config import Network, ServerSettings
 from gateway.policy import Principal
+from gateway.proxy.links import REWRITTEN, rewrite_header
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 HeaderList = list[tuple[bytes, bytes]]
@@ -229,8 +229,9 @@ def downstream_response_headers(
     """The upstream's response headers as sent to the browser.
 
     Drops hop-by-hop headers and any Set-Cookie for the gateway's own cookies (the app must not be
-    able to plant or clear the gateway's session), rewrites a Location that points at the
-    upstream's own address to the gateway's, and adds the gateway's own response headers (HSTS)
+    able to plant or clear the gateway's session), rewrites the URLs in Location, Content-Location,
+    Link and Refresh that point at the upstream's own address to the gateway's (see links.py),
+    and adds the gateway's own response headers (HSTS)
     and the request id (the app's own X-Request-ID is replaced: the gateway's is the one it logged).
     """
     headers = list(headers)
@@ -248,8 +249,8 @@ def downstream_response_headers(
             continue
         if key == b"set-cookie" and _plants_gateway_cookie(value, rules.cookie_names_folded):
             continue
-        if key == b"location":
-            value = rewrite_location(value, upstream_origin, public_origin)
+        if key in REWRITTEN:
+            value = rewrite_header(key, value, upstream_origin, public_origin)
         out.append((key, value))
     out.extend(rules.response_headers)
     if request_id is not None:
@@ -277,23 +278,3 @@ def method_overrides(headers: RawHeaders) -> list[str]:
         if normalize(name) in METHOD_OVERRIDE:
             methods.extend(part.strip().upper() for part in value.decode("latin-1").split(",") if part.strip())
     return methods
-
-
-def rewrite_location(value: bytes, upstream_origin: str, public_origin: str) -> bytes:
-    """http://127.0.0.1:8081/x (the upstream's own address) -> https://gateway.example/x."""
-    text = value.decode("latin-1")
-    parts = urlsplit(text)
-    upstream = urlsplit(upstream_origin)
-    if parts.scheme.lower() == upstream.scheme and _netloc(parts) == _netloc(upstream):
-        rest = text[len(parts.scheme) + 3 + len(parts.netloc) :]
-        return (public_origin + (rest or "/")).encode("latin-1")
-    return value
-
-
-def _netloc(parts: SplitResult) -> tuple[str, int | None]:
-    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    try:
-        port = parts.port or default
-    except ValueError:
-        port = -1
-    return (parts.hostname or "", port)

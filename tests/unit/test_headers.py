@@ -6,10 +6,10 @@ from gateway.policy import Principal
 from gateway.proxy.headers import (
     client_address,
     downstream_response_headers,
-    rewrite_location,
     strip_cookies,
     upstream_request_headers,
 )
+from gateway.proxy.links import rewrite_header
 from tests.unit.samples import ALICE, RULES
 
 
@@ -136,10 +136,31 @@ def test_strip_cookies(header: bytes, expected: bytes | None) -> None:
         (b"http://127.0.0.1:8082/x", b"http://127.0.0.1:8082/x"),
         (b"https://other.example/x", b"https://other.example/x"),
         (b"/relative", b"/relative"),
+        # The app's other names for itself on loopback.
+        (b"http://localhost:8081/a", b"https://gw.example/a"),
+        (b"http://[::1]:8081/a", b"https://gw.example/a"),
+        (b"https://127.0.0.1:8081/a", b"https://127.0.0.1:8081/a"),  # another scheme: another server
+        (b"http://127.0.0.1:8081@evil.example/a", b"http://127.0.0.1:8081@evil.example/a"),
     ],
 )
 def test_rewrite_location(location: bytes, expected: bytes) -> None:
-    assert rewrite_location(location, "http://127.0.0.1:8081", "https://gw.example") == expected
+    assert rewrite_header(b"location", location, "http://127.0.0.1:8081", "https://gw.example") == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        (b"content-location", b"http://127.0.0.1:8081/c.json", b"https://gw.example/c.json"),
+        (b"link", b'<http://127.0.0.1:8081/db?_next=2>; rel="next", <https://cdn.example/x>; rel=preload',
+         b'<https://gw.example/db?_next=2>; rel="next", <https://cdn.example/x>; rel=preload'),
+        (b"link", b"</relative>; rel=next", b"</relative>; rel=next"),
+        (b"refresh", b"5; url=http://localhost:8081/x", b"5; url=https://gw.example/x"),
+        (b"refresh", b"0;URL='http://127.0.0.1:8081/y'", b"0;URL='https://gw.example/y'"),
+        (b"refresh", b"30", b"30"),
+    ],
+)
+def test_rewrite_url_headers(name: bytes, value: bytes, expected: bytes) -> None:
+    assert rewrite_header(name, value, "http://127.0.0.1:8081", "https://gw.example") == expected
 
 
 def test_response_headers() -> None:
