@@ -264,11 +264,15 @@ async def _open_upstream(gateway: Gateway, scope: Scope, admitted: _Admitted, re
         additional_headers=handshake,
         user_agent_header=None,  # the client's own User-Agent is among the headers, or none at all
         proxy=None,  # environment proxies never apply: the upstream is the configured address only
-        # The upstream leg is usually local: compressing it costs CPU and saves nothing. The client's
-        # leg negotiates compression with the server on its own.
+        # No permessage-deflate on this leg either: the app's messages are not inflated here (a
+        # compression bomb from the app or anyone who can make it echo one), and the leg is usually
+        # local, where compressing costs CPU and saves nothing.
         compression=None,
         open_timeout=upstream.connect_timeout,
         max_size=upstream.websocket_max_message,
+        # Reading from the app pauses once more than one frame waits for the relay (the library's
+        # default is 16 frames, each up to max_size).
+        max_queue=1,
         # The TCP connection goes to the configured upstream whatever Host the URI below carries.
         host=host,
         port=port,

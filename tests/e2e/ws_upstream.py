@@ -5,9 +5,9 @@ Every message is echoed back, except:
   "headers?"        -> JSON {"path": ..., "headers": [[name, value], ...]} of this socket's handshake
   "close CODE WHY"  -> the upstream closes the socket with CODE and reason WHY
 
-Plain HTTP `GET /_stats` (not a handshake) answers JSON counters: how many handshakes arrived, how
-many sockets are open, and how each closed socket ended, by path (the close code the gateway sent).
-A handshake for a path under /reject is refused with 403.
+Plain HTTP (a request that is not a handshake, such as `GET /_stats`) answers JSON counters: how
+many handshakes arrived, how many sockets are open, and how each closed socket ended, by path (the
+close code the gateway sent). A handshake for a path under /reject is refused with 403.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ stats: dict[str, Any] = {"handshakes": 0, "open": 0, "closed": {}}
 
 
 def process_request(connection: ServerConnection, request: Request) -> Response | None:
-    if request.path == "/_stats":
+    if request.path == "/_stats" or "Upgrade" not in request.headers:
         return connection.respond(HTTPStatus.OK, json.dumps(stats))
     stats["handshakes"] += 1
     if request.path.startswith("/reject"):
