@@ -114,6 +114,7 @@ url = {toml_string(options.upstream)}
 # preserve_host = false       # send the browser's Host instead of the app's own address
 # transport = "aiohttp"       # or "httpx"
 # websocket_max_message = "16MiB"   # largest WebSocket message, both ways
+# websocket_memory = "256MiB"       # WebSocket messages being relayed at once, per worker; then 1013
 
 [session]
 # true: the cookie is Secure with the __Host- prefix, so browsers send it only over HTTPS (and to

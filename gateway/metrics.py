@@ -101,6 +101,12 @@ class Metrics:
         self.websockets_open = Gauge("gateway_websockets_open", "WebSocket connections open now.",
                                      registry=registry, multiprocess_mode="livesum")
         self.websockets = Counter("gateway_websockets", "WebSocket connections accepted.", registry=registry)
+        self.websocket_memory = Gauge("gateway_websocket_memory_bytes", "Bytes of WebSocket messages being "
+                                      "relayed now, counted against upstream.websocket_memory (per worker).",
+                                      registry=registry, multiprocess_mode="livesum")
+        self.websocket_memory_closes = Counter("gateway_websocket_memory_closes", "WebSockets closed with 1013 "
+                                               "because a message did not fit in upstream.websocket_memory.",
+                                               registry=registry)
         # Resolved once: every series exists (at 0) from the start, and counting is one lookup.
         self.signins = {outcome: signins.labels(outcome) for outcome in SIGNIN_OUTCOMES}
         self.throttled = {form: throttled.labels(form) for form in THROTTLED_FORMS}
