@@ -49,6 +49,7 @@ from gateway.proxy.headers import (
     public_origin,
     upstream_request_headers,
 )
+from gateway.proxy.memory import MemoryBudget
 from gateway.proxy.websocket import relay as relay_websocket
 from gateway.services import Services
 
@@ -169,6 +170,8 @@ class Gateway:
         self.hosts = HostRules.from_settings(settings.server.hosts, settings.server.public_url)
         self._client_slots = ClientSlots(settings.upstream.max_connections_per_client)
         self.metrics = services.metrics
+        # Shared by every WebSocket relay of this process (one event loop: a counter, no lock).
+        self.websocket_memory = MemoryBudget(settings.upstream.websocket_memory, self.metrics.websocket_memory.set)
         self.access = AccessLog(services.metrics, enabled=settings.log.access, text=settings.log.format == "text")
 
     def canonical_target(self, raw_path: bytes, query: bytes, method: str | None = None) -> CanonicalPath:

@@ -78,6 +78,8 @@ class UpstreamSettings:
     # Upstream connections one client address may hold at once in one worker; then 429. Keeps one
     # client (slow to read, slow to send) from taking the whole pool. 0 = no limit.
     max_connections_per_client: int = 32
+    # Bytes of WebSocket messages all relays of one worker may hold at once (gateway/proxy/memory.py).
+    websocket_memory: int = 256 * 1024 * 1024
 
 
 BINDINGS = ("none", "user_agent", "client")
@@ -454,6 +456,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("upstream", "transport"): (_choice("aiohttp", "httpx"), "aiohttp"),
     ("upstream", "websocket_max_message"): (_size_in(1024, 1024**3), "16MiB"),
     ("upstream", "max_connections_per_client"): (_int_in(0, 10_000), 32),
+    ("upstream", "websocket_memory"): (_size_in(2 * 1024, 64 * 1024**3), "256MiB"),
     ("session", "secure_cookie"): (_bool, True),
     ("session", "idle_timeout"): (_duration, "30m"),
     ("session", "absolute_timeout"): (_duration, "12h"),
@@ -561,6 +564,13 @@ def load_settings(
     idle, absolute = parsed.get(("session", "idle_timeout")), parsed.get(("session", "absolute_timeout"))
     if isinstance(idle, int) and isinstance(absolute, int) and idle > absolute:
         problems.append(f"{path}: session.idle_timeout: longer than session.absolute_timeout")
+    largest, budget = parsed.get(("upstream", "websocket_max_message")), parsed.get(("upstream", "websocket_memory"))
+    if isinstance(largest, int) and isinstance(budget, int) and budget < 2 * largest:
+        # One socket may relay a message of the largest size each way at once: a smaller budget
+        # would close it with 1013 on an idle gateway.
+        budget_key = ("upstream", "websocket_memory")
+        where = origin[budget_key] if origin[budget_key] != "default" else f"{path}: upstream.websocket_memory"
+        problems.append(f"{where}: {budget} bytes is less than twice upstream.websocket_max_message ({largest} bytes)")
     if problems:
         raise ConfigError(problems)
 

@@ -118,6 +118,7 @@ url = {toml_string(options.upstream)}
 # transport = "aiohttp"       # or "httpx"
 # websocket_max_message = "16MiB"   # largest WebSocket message, both ways
 # max_connections_per_client = 32   # upstream requests one client address may have at once; then 429
+# websocket_memory = "256MiB"       # WebSocket messages being relayed at once, per worker; then 1013
 
 [session]
 # true: the cookie is Secure with the __Host- prefix, so browsers send it only over HTTPS (and to

@@ -108,6 +108,12 @@ class Metrics:
         aborted = Counter("gateway_aborted_responses", "Proxied responses cut off after their head was sent, by cause "
                           "(the client got a truncated body).", ["ended"], registry=registry)
         self.aborted = {ended: aborted.labels(ended) for ended in ABORTED_ENDINGS}
+        self.websocket_memory = Gauge("gateway_websocket_memory_bytes", "Bytes of WebSocket messages being "
+                                      "relayed now, counted against upstream.websocket_memory (per worker).",
+                                      registry=registry, multiprocess_mode="livesum")
+        self.websocket_memory_closes = Counter("gateway_websocket_memory_closes", "WebSockets closed with 1013 "
+                                               "because a message did not fit in upstream.websocket_memory.",
+                                               registry=registry)
         # Resolved once: every series exists (at 0) from the start, and counting is one lookup.
         self.signins = {outcome: signins.labels(outcome) for outcome in SIGNIN_OUTCOMES}
         self.throttled = {form: throttled.labels(form) for form in THROTTLED_FORMS}

@@ -91,6 +91,16 @@ def server_options(settings: Settings) -> dict[str, Any]:
         # The same limit as the relay's upstream client (gateway/proxy/websocket.py), so a message one
         # leg accepts is never refused by the other.
         "ws_max_size": settings.upstream.websocket_max_message,
+        # No permessage-deflate: a message of ~15 KB on the wire inflates to 15 MiB (1,000 to 1), and
+        # the server inflates every message in one read before pausing, so 24 anonymous sockets took
+        # the gateway to 3.3 GiB and stopped its event loop for seconds (issue 10). Compressed frames
+        # from a client that sends them anyway are a protocol error (1002), never inflated.
+        "ws_per_message_deflate": False,
+        # Named, not "auto", because the memory bounds rest on its flow control: it pauses reading
+        # as soon as one message waits for the relay. ws_max_queue bounds the same (in messages) for
+        # Uvicorn's other websockets implementation; Uvicorn's default is 32 messages of ws_max_size.
+        "ws": "websockets-sansio",
+        "ws_max_queue": 1,
         # Refuse new requests (503) beyond this many connections and requests at once, rather than
         # run out of file descriptors (see raise_open_files_limit).
         "limit_concurrency": settings.server.max_clients,

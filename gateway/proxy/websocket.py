@@ -4,6 +4,10 @@ ways until either end closes or the session stops being allowed.
 A refused handshake never reaches the upstream. While a socket is open its session and the policy
 are checked again about once a second, so a revoked session, a disabled user, a changed role or a
 changed policy ends the socket too (close code 1008), not only the next page load.
+
+Memory: no permessage-deflate on either leg (see gateway/server.py), each library reads ahead about
+one message, and the messages the relays hold are counted against one budget per process
+(gateway/proxy/memory.py); a message that does not fit closes its socket with 1013.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from gateway.errors import (
 from gateway.policy import CanonicalPath, Decision, Outcome, Policy, Principal, decide_tunnelled
 from gateway.policy.paths import origin_form
 from gateway.proxy.headers import HeaderList, HeaderRules, RawHeaders, method_overrides, upstream_request_headers
+from gateway.proxy.memory import MemoryBudget
 
 if TYPE_CHECKING:
     from gateway.access import Exchange
@@ -56,6 +61,7 @@ HTTP_RESPONSE = "websocket.http.response"  # the ASGI extension for answering a 
 
 # Close codes (RFC 6455 section 7.4).
 NORMAL, GOING_AWAY, POLICY_VIOLATION, INTERNAL_ERROR, BAD_GATEWAY = 1000, 1001, 1008, 1011, 1014
+TRY_AGAIN_LATER = 1013
 MESSAGE_TOO_BIG = 1009
 NO_STATUS = 1005  # reported by a library for a close frame without a code; never sent itself
 _SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
@@ -117,6 +123,10 @@ class _End:
 
     client: tuple[int, str] | None
     upstream: tuple[int, str] | None
+
+
+# A message did not fit in the memory budget: the browser may retry later; the app sees the relay go.
+_OVER_BUDGET = _End(client=(TRY_AGAIN_LATER, "gateway busy"), upstream=(GOING_AWAY, ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,11 +275,15 @@ async def _open_upstream(gateway: Gateway, scope: Scope, admitted: _Admitted, re
         additional_headers=handshake,
         user_agent_header=None,  # the client's own User-Agent is among the headers, or none at all
         proxy=None,  # environment proxies never apply: the upstream is the configured address only
-        # The upstream leg is usually local: compressing it costs CPU and saves nothing. The client's
-        # leg negotiates compression with the server on its own.
+        # No permessage-deflate on this leg either: the app's messages are not inflated here (a
+        # compression bomb from the app or anyone who can make it echo one), and the leg is usually
+        # local, where compressing costs CPU and saves nothing.
         compression=None,
         open_timeout=upstream.connect_timeout,
         max_size=upstream.websocket_max_message,
+        # Reading from the app pauses once more than one frame waits for the relay (the library's
+        # default is 16 frames, each up to max_size).
+        max_queue=1,
         # The TCP connection goes to the configured upstream whatever Host the URI below carries.
         host=host,
         port=port,
@@ -309,9 +323,10 @@ def upstream_uri(upstream_url: str, path: str, query: str, *, host_header: bytes
 async def _pump(gateway: Gateway, admitted: _Admitted, receive: Receive, send: Send,
                 upstream: ClientConnection) -> _End:
     """Relay both ways and watch the session; the first of the three to finish ends the socket."""
+    budget = gateway.websocket_memory
     tasks = [
-        asyncio.create_task(_client_to_upstream(receive, upstream)),
-        asyncio.create_task(_upstream_to_client(upstream, send)),
+        asyncio.create_task(_client_to_upstream(receive, upstream, budget)),
+        asyncio.create_task(_upstream_to_client(upstream, send, budget)),
         asyncio.create_task(_watch(gateway, admitted)),
     ]
     try:
@@ -327,34 +342,50 @@ async def _pump(gateway: Gateway, admitted: _Admitted, receive: Receive, send: S
         end = _End(client=(INTERNAL_ERROR, ""), upstream=(INTERNAL_ERROR, ""))
     else:
         end = finished.result()
+    if end is _OVER_BUDGET:
+        gateway.metrics.websocket_memory_closes.inc()
+        log.warning("WebSocket to %s closed with 1013: upstream.websocket_memory (%d bytes) is in use",
+                    admitted.canonical.decision, budget.limit)
     if end.client is not None:
         with contextlib.suppress(OSError):  # the client may have gone meanwhile
             await send({"type": "websocket.close", "code": end.client[0], "reason": end.client[1]})
     return end
 
 
-async def _client_to_upstream(receive: Receive, upstream: ClientConnection) -> _End:
+async def _client_to_upstream(receive: Receive, upstream: ClientConnection, budget: MemoryBudget) -> _End:
     while True:
         message = await receive()
         kind = message["type"]
         if kind == "websocket.receive":
             text = message.get("text")
+            data: str | bytes = text if text is not None else message.get("bytes") or b""
+            if not budget.take(len(data)):
+                return _OVER_BUDGET
             try:
-                await upstream.send(text if text is not None else message.get("bytes") or b"")
+                await upstream.send(data)  # returns once the client's write buffer has drained
             except ConnectionClosed:
                 return _upstream_closed(upstream)
+            finally:
+                budget.give_back(len(data))
         elif kind == "websocket.disconnect":
             code = sendable_close_code(message.get("code"), GOING_AWAY)
             return _End(client=None, upstream=(code, message.get("reason") or ""))
 
 
-async def _upstream_to_client(upstream: ClientConnection, send: Send) -> _End:
+async def _upstream_to_client(upstream: ClientConnection, send: Send, budget: MemoryBudget) -> _End:
     try:
         async for message in upstream:
-            if isinstance(message, str):
-                await send({"type": "websocket.send", "text": message})
-            else:
-                await send({"type": "websocket.send", "bytes": message})
+            if not budget.take(len(message)):
+                return _OVER_BUDGET
+            try:
+                # Counted while the server waits for room in its write buffer (a client that reads
+                # slowly), until it has accepted the message.
+                if isinstance(message, str):
+                    await send({"type": "websocket.send", "text": message})
+                else:
+                    await send({"type": "websocket.send", "bytes": message})
+            finally:
+                budget.give_back(len(message))
     except ConnectionClosed:
         pass
     except OSError:  # the client went away while a message was on its way to it

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import re
 import secrets
+import socket
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
 from websockets.sync.client import ClientConnection, connect
+from websockets.uri import parse_uri
 
 from tests.e2e.harness import (
     PYTHON,
@@ -133,7 +143,11 @@ def test_echo_text_and_binary(ws_gateway: Gateway, ws_upstream: Upstream, alice:
 
 def test_message_over_the_limit_closes_with_1009(ws_gateway: Gateway, alice: str) -> None:
     with open_socket(ws_gateway, "/chat/big", alice, max_size=None) as socket:
-        socket.send(b"x" * (MAX_MESSAGE + 1))
+        # Two fragments, so the gateway has read all of it when it refuses the last byte. As one
+        # frame it is refused on its header while the client is still writing the 4 MiB (which
+        # compression used to shrink to a few KB); the server then closes with unread bytes, the
+        # kernel answers them with a reset, and the client may never read the close frame.
+        socket.send([b"x" * MAX_MESSAGE, b"x"])
         assert wait_for_close(socket).rcvd is not None
         assert socket.close_code == 1009
 
@@ -311,3 +325,204 @@ def test_websocket_access_line_request_id_and_metrics(ws_gateway: Gateway, alice
     assert refusal.response.status_code == 401
     line = access_line(ws_gateway, refusal.response.headers["X-Request-ID"])
     assert (line["decision"], line["status"], line["user"]) == ("login", 401, None)
+
+
+# --- Memory: compression bombs, and one budget for all relays (issue 10, item 3) ---------------------
+
+MiB = 1024 * 1024
+LARGEST = 16 * MiB  # the default websocket_max_message, kept in this gateway as it was attacked
+BUDGET = 40 * MiB  # its websocket_memory: two messages of the largest size held, and some room
+BOMB_SOCKETS = 24
+BOMB_SIZE = 15 * MiB  # inflated: under the 16 MiB limit, as in the attack
+BOMBS_PER_SOCKET = 4
+RSS_GROWTH_LIMIT = 100 * MiB
+ANSWER_LIMIT = 2.0  # seconds for an ordinary request while the bombs land (the attack blocked for > 10 s)
+
+
+@pytest.fixture(scope="module")
+def memory_gateway(ws_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    instance = write_gateway(tmp_path_factory.mktemp("wsmem"), ws_upstream.url,
+                             settings={"upstream": {"websocket_memory": f"{BUDGET // MiB}MiB"}})
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@functools.cache
+def deflate_bomb() -> bytes:
+    """A permessage-deflate payload (RFC 7692: raw deflate, without the 00 00 ff ff that ends the
+    flush) inflating to BOMB_SIZE zero bytes from about 15 KB."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -12)  # a 4 KiB window: what any negotiation allows
+    data = b"".join(compressor.compress(bytes(MiB)) for _ in range(BOMB_SIZE // MiB))
+    data += compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
+
+
+@dataclass
+class RawSocket:
+    """A client socket driven by hand: the handshake made by the websockets library's sans-I/O client,
+    then bytes written as given, as an attacker's client may (it need not follow the negotiation)."""
+
+    sock: socket.socket
+    protocol: ClientProtocol
+    response: Response
+    pending: bytes = b""
+
+    @classmethod
+    def open(cls, gateway: Gateway, path: str) -> RawSocket:
+        protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{gateway.port}{path}"), max_size=None,
+                                  extensions=[ClientPerMessageDeflateFactory()])  # deflate offered
+        sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+        protocol.send_request(protocol.connect())
+        sock.sendall(b"".join(protocol.data_to_send()))
+        while not (events := protocol.events_received()):
+            protocol.receive_data(sock.recv(65536))
+        response = events[0]
+        assert isinstance(response, Response) and response.status_code == 101, response
+        sock.settimeout(None)  # blocking: MSG_DONTWAIT then makes single calls return at once
+        return cls(sock, protocol, response)
+
+    def ended(self) -> bool:
+        """Whether the gateway has closed the socket; reads what has arrived and never waits."""
+        try:
+            data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        if not data:
+            self.protocol.receive_eof()
+            return True
+        self.protocol.receive_data(data)
+        self.protocol.events_received()  # echoes (old code) are dropped, not kept
+        return self.protocol.close_rcvd is not None
+
+    def write_some(self, frame: bytes) -> None:
+        """Write ``frame`` over and over, as much as the connection takes now (never waits)."""
+        while True:
+            if not self.pending:
+                self.pending = frame
+            try:
+                sent = self.sock.send(self.pending, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            self.pending = self.pending[sent:]
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (the workers, when there are several)."""
+    children: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            ppid = re.search(r"^PPid:\s*(\d+)", status.read_text(), re.MULTILINE)
+            if ppid:
+                children.setdefault(int(ppid.group(1)), []).append(int(status.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(current := todo.pop())
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def memory(pids: list[int], field: str) -> int:
+    """The sum of a /proc/PID/status memory field (VmRSS now, VmHWM the peak), in bytes."""
+    total = 0
+    for pid in pids:
+        match = re.search(rf"^{field}:\s*(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
+        assert match, f"no {field} for process {pid}"
+        total += int(match.group(1)) * 1024
+    return total
+
+
+def reset_peak(pids: list[int]) -> None:
+    """Start VmHWM again from the current RSS (Linux >= 4.0; without it the peak only overstates)."""
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/clear_refs", "w") as handle:
+            handle.write("5")
+
+
+def timed_get(url: str) -> float:
+    started = time.monotonic()
+    assert httpx.get(url, timeout=30).status_code == 200
+    return time.monotonic() - started
+
+
+def test_compression_bombs_are_refused_and_memory_stays_flat(memory_gateway: Gateway) -> None:
+    """24 sockets each send messages of 15 KB on the wire that inflate to 15 MiB: permessage-deflate
+    is not negotiated, the compressed frames are a protocol error (1002) and nothing is inflated."""
+    gateway = memory_gateway
+    assert gateway.process is not None
+    pids = process_tree(gateway.process.pid)
+    with open_socket(gateway, "/public/warm-up") as warm:  # code loaded lazily is not the attack's doing
+        warm.send(bytes(64 * 1024))
+        assert warm.recv(timeout=5) == bytes(64 * 1024)
+    timed_get(gateway.url + "/public/plain")
+    before = memory(pids, "VmRSS")
+    reset_peak(pids)
+
+    sockets = [RawSocket.open(gateway, f"/public/bomb-{n}") for n in range(BOMB_SOCKETS)]
+    bomb = bytearray(Frame(Opcode.BINARY, deflate_bomb()).serialize(mask=True))
+    bomb[0] |= 0x40  # RSV1: "compressed", whatever was negotiated (the library refuses to write it)
+    for raw in sockets:
+        raw.sock.sendall(bytes(bomb) * BOMBS_PER_SOCKET)
+    answers = [timed_get(gateway.url + path) for path in ("/public/plain", "/.gateway/healthz") * 3]
+
+    def settled() -> bool:  # every socket closed, or the memory bound already broken (the old code)
+        growth = max(memory(pids, "VmHWM"), memory(pids, "VmRSS")) - before
+        return growth > RSS_GROWTH_LIMIT or all(raw.ended() for raw in sockets)
+
+    wait_until(settled, "the bomb sockets to end", timeout=30)
+    growth = max(memory(pids, "VmHWM"), memory(pids, "VmRSS")) - before
+    answers.append(timed_get(gateway.url + "/public/plain"))
+    for raw in sockets:
+        raw.sock.close()
+
+    assert growth < RSS_GROWTH_LIMIT, f"the gateway grew by {growth / MiB:.0f} MiB"
+    assert max(answers) < ANSWER_LIMIT, f"ordinary requests took up to {max(answers):.1f} s"
+    assert not [raw for raw in sockets if "Sec-WebSocket-Extensions" in raw.response.headers]
+    assert {raw.protocol.close_rcvd.code if raw.protocol.close_rcvd else None for raw in sockets} == {1002}
+
+
+def relay_memory(gateway: Gateway) -> tuple[float, float]:
+    """The bytes of messages being relayed now, and the sockets closed so far for want of room."""
+    from tests.e2e.test_observability import parse
+
+    samples = parse(httpx.get(gateway.url + "/.gateway/metrics", timeout=10).text)
+    return (samples[("gateway_websocket_memory_bytes", frozenset())],
+            samples[("gateway_websocket_memory_closes_total", frozenset())])
+
+
+def test_relays_share_one_memory_budget(memory_gateway: Gateway, ws_upstream: Upstream) -> None:
+    """Two sockets whose app stopped reading each hold a message of the largest size; a third such
+    message, either way, would pass the budget: its socket closes with 1013, and no other socket
+    notices."""
+    gateway = memory_gateway
+    largest = Frame(Opcode.BINARY, bytes(LARGEST)).serialize(mask=True)
+    _, closes_before = relay_memory(gateway)
+    with open_socket(gateway, "/public/bystander") as bystander:
+        bystander.send("hello")
+        assert bystander.recv(timeout=5) == "hello"
+        stalled = [RawSocket.open(gateway, f"/public/stall-{n}") for n in (1, 2)]
+        for held, raw in enumerate(stalled, 1):
+            def holding(raw: RawSocket = raw, held: int = held) -> bool:
+                raw.write_some(largest)  # until the relay is stuck in the app's write buffer
+                return relay_memory(gateway)[0] == held * LARGEST
+            wait_until(holding, f"{held} stalled message(s) held by the relay", timeout=10)
+
+        for path, message in (("/public/one-too-many", bytes(LARGEST)),  # from the browser
+                              ("/public/one-too-many-down", f"send bytes {LARGEST}")):  # from the app
+            with open_socket(gateway, path, max_size=None) as refused_socket:
+                refused_socket.send(message)
+                closed = wait_for_close(refused_socket)
+            assert closed.rcvd is not None and (closed.rcvd.code, closed.rcvd.reason) == (1013, "gateway busy")
+
+        bystander.send(bytes(64 * 1024))  # what fits still goes through
+        assert bystander.recv(timeout=5) == bytes(64 * 1024)
+        assert not [raw for raw in stalled if raw.ended()]
+        assert relay_memory(gateway) == (2 * LARGEST, closes_before + 2)  # the refused messages were never counted
+
+        for raw in stalled:
+            raw.sock.close()
+        httpx.get(ws_upstream.url + "/_resume", timeout=5)  # the app reads again: the relays finish
+        wait_until(lambda: relay_memory(gateway)[0] == 0, "the budget to be given back", timeout=10)

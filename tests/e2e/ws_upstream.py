@@ -5,9 +5,13 @@ Every message is echoed back, except:
   "headers?"        -> JSON {"path": ..., "headers": [[name, value], ...]} of this socket's handshake
   "close CODE WHY"  -> the upstream closes the socket with CODE and reason WHY
 
-Plain HTTP `GET /_stats` (not a handshake) answers JSON counters: how many handshakes arrived, how
-many sockets are open, and how each closed socket ended, by path (the close code the gateway sent).
-A handshake for a path under /reject is refused with 403.
+A socket whose path contains "/stall" is an app that stops reading: nothing is read from it until
+a plain `GET /_resume`, so meanwhile whatever the gateway sends it waits in the gateway; after that
+it echoes like the others.
+
+Plain HTTP (a request that is not a handshake, such as `GET /_stats`) answers JSON counters: how
+many handshakes arrived, how many sockets are open, and how each closed socket ended, by path (the
+close code the gateway sent). A handshake for a path under /reject is refused with 403.
 """
 
 from __future__ import annotations
@@ -26,10 +30,16 @@ from websockets.typing import Subprotocol
 
 SUBPROTOCOLS = ("chat.v1", "chat.v2")
 stats: dict[str, Any] = {"handshakes": 0, "open": 0, "closed": {}}
+stalled: set[ServerConnection] = set()
 
 
 def process_request(connection: ServerConnection, request: Request) -> Response | None:
-    if request.path == "/_stats":
+    if request.path == "/_resume":
+        for stopped in stalled:
+            stopped.transport.resume_reading()
+        stalled.clear()
+        return connection.respond(HTTPStatus.OK, "resumed\n")
+    if request.path == "/_stats" or "Upgrade" not in request.headers:
         return connection.respond(HTTPStatus.OK, json.dumps(stats))
     stats["handshakes"] += 1
     if request.path.startswith("/reject"):
@@ -46,6 +56,9 @@ async def handler(connection: ServerConnection) -> None:
     assert request is not None
     stats["open"] += 1
     try:
+        if "/stall" in request.path:
+            connection.transport.pause_reading()
+            stalled.add(connection)
         async for message in connection:
             if message == "headers?":
                 await connection.send(json.dumps({"path": request.path, "headers": list(request.headers.raw_items())}))

@@ -157,7 +157,7 @@ def test_max_body_size_from_environment(tmp_path: Path) -> None:
     ('"16MiB"', 16 * 1024 * 1024), ('"512KiB"', 512 * 1024), ('"1GiB"', 1024**3), ("65536", 65536), ('"2048"', 2048),
 ])
 def test_websocket_max_message_sizes(tmp_path: Path, value: str, expected: int) -> None:
-    path = write(tmp_path, f"[upstream]\nwebsocket_max_message = {value}\n")
+    path = write(tmp_path, f"[upstream]\nwebsocket_max_message = {value}\nwebsocket_memory = \"2GiB\"\n")
     assert load_settings(path, env={}).upstream.websocket_max_message == expected
 
 
@@ -171,6 +171,35 @@ def test_websocket_max_message_default_and_errors(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as info:
             load_settings(path, env={})
         assert "upstream.websocket_max_message" in str(info.value)
+
+
+def test_websocket_memory_default_values_and_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    assert load_settings(path, env={}).upstream.websocket_memory == 256 * 1024 * 1024
+    env = {"GATEWAY_UPSTREAM_WEBSOCKET_MEMORY": "1GiB"}
+    assert load_settings(path, env=env).upstream.websocket_memory == 1024**3
+    for bad in ('"256MB"', '"lots"', "0", "-1", "true"):
+        with pytest.raises(ConfigError) as info:
+            load_settings(write(tmp_path, f"[upstream]\nwebsocket_memory = {bad}\n"), env={})
+        assert "upstream.websocket_memory" in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "env", "where"), [
+    ('websocket_memory = "20MiB"', {}, "gateway.toml: upstream.websocket_memory"),
+    ('websocket_max_message = "200MiB"', {}, "gateway.toml: upstream.websocket_memory"),  # the default budget
+    ("", {"GATEWAY_UPSTREAM_WEBSOCKET_MEMORY": "20MiB"}, "environment: GATEWAY_UPSTREAM_WEBSOCKET_MEMORY"),
+])
+def test_websocket_memory_must_hold_the_largest_message_each_way(tmp_path: Path, text: str, env: dict[str, str],
+                                                                 where: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, f"[upstream]\n{text}\n"), env=env)
+    assert len(info.value.problems) == 1
+    problem = info.value.problems[0]
+    assert where in problem and "less than twice upstream.websocket_max_message" in problem
+    # Exactly twice is enough: one message of the largest size each way.
+    settings = load_settings(write(tmp_path, '[upstream]\nwebsocket_max_message = "1MiB"\nwebsocket_memory = "2MiB"\n'),
+                             env={})
+    assert settings.upstream.websocket_memory == 2 * settings.upstream.websocket_max_message
 def test_ui_defaults_and_values(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, ""), env={}).ui.product_name == "Gateway"
     path = write(tmp_path, '[ui]\nproduct_name = "Acme <Reports>"\ntitle = "Staff sign-in"\n'
