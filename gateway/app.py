@@ -92,6 +92,7 @@ def create_app(
         preserve_host=settings.upstream.preserve_host,
         trusted_proxies=settings.server.trusted_proxies,
         response_headers=transport_security_headers(settings.server),
+        strip_headers=tuple(name.encode() for name in settings.proxy.strip_headers),
     )
     gateway = Gateway(app, services, rules)
 

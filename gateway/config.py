@@ -136,6 +136,13 @@ class HeaderSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxySettings:
+    # Request headers removed before forwarding, beside the built-in identity look-alikes: names as
+    # written (compared without case, "_" as "-"); a trailing "*" makes a name a prefix.
+    strip_headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PasswordSettings:
     time_cost: int
     memory_cost: int  # KiB
@@ -198,6 +205,7 @@ class Settings:
     warnings: tuple[str, ...]
     ui: UiSettings = UiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    proxy: ProxySettings = ProxySettings()
 
 
 # --- value parsers: each takes the raw TOML/env value and returns the typed value or raises ValueError
@@ -362,6 +370,30 @@ def _header_name(value: Any) -> str:
     return text
 
 
+# RFC 9110 token characters, less "*", which marks a prefix at the end of a strip_headers name.
+_STRIP_NAME = re.compile(r"[A-Za-z0-9!#$%&'+.^_`|~-]+\*?")
+# Removing these would leave the app unable to tell where a request body ends.
+_FRAMING_HEADERS = ("content-length", "transfer-encoding")
+
+
+def _strip_headers(value: Any) -> tuple[str, ...]:
+    """Header names, or prefixes ending in "*": a list, or "A, B*" (as an environment variable reads)."""
+    items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError(f"expected a list of header names, got {value!r}")
+    names: dict[str, None] = {}
+    for item in items:
+        if not isinstance(item, str) or not _STRIP_NAME.fullmatch(item):
+            raise ValueError(f"expected header names (letters, digits, '-', '_'; a trailing '*' for a prefix), "
+                             f"got {item!r}")
+        folded = item.lower().replace("_", "-")
+        prefix = folded.endswith("*")
+        if any(framing.startswith(folded[:-1]) if prefix else framing == folded for framing in _FRAMING_HEADERS):
+            raise ValueError(f"{item!r} would remove Content-Length or Transfer-Encoding, which frame the body")
+        names[item] = None
+    return tuple(names)
+
+
 def _choice(*allowed: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = _str(value).lower()
@@ -482,6 +514,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("log", "format"): (_choice(*LOG_FORMATS), "json"),
     ("log", "access"): (_bool, True),
     ("metrics", "allow"): (_networks, DEFAULT_METRICS_ALLOW),
+    ("proxy", "strip_headers"): (_strip_headers, []),
 }
 
 # Keys that may never be written in the file itself.
@@ -595,6 +628,7 @@ def load_settings(
         warnings=tuple(warnings),
         ui=settings_of(UiSettings, "ui"),
         metrics=settings_of(MetricsSettings, "metrics"),
+        proxy=settings_of(ProxySettings, "proxy"),
     )
 
 

@@ -145,6 +145,11 @@ dir = {toml_string(POLICY_FOLDER)}
 # user = "X-Forwarded-User"
 # roles = "X-Forwarded-Roles"
 
+[proxy]
+# Client headers removed before forwarding, beside the built-in list of other gateways' identity
+# headers (X-Auth-Request-*, Remote-User, ...; the README lists it). A trailing * makes a prefix.
+# strip_headers = []          # for example ["X-Custom-User", "X-Acme-*"]
+
 [passwords]
 # argon2id parameters; stored hashes are upgraded at the next sign-in when these change.
 # time_cost = 3

@@ -38,6 +38,61 @@ REQUEST_ID = b"x-request-id"
 # X-Request-ID: the gateway sends its own, which keeps the client's only when that is a sane token.)
 ALWAYS_STRIPPED = frozenset({b"remote-addr", b"host", b"expect", REQUEST_ID})
 
+# Every X-Forwarded-* name the gateway does not set itself is removed, from trusted proxies too:
+# apps and frameworks read X-Forwarded-Email, -Groups, -Uid, -Access-Token ... as identity. Only
+# routing names (ROUTING above) pass, and only from a trusted proxy.
+FORWARDED_FAMILY = b"x-forwarded-"
+
+# Other gateways' identity headers (normalised names). An app written for one of them believes
+# these, so they are removed whoever sends them, trusted proxy or not.
+FOREIGN_IDENTITY = frozenset(
+    {
+        # oauth2-proxy (pass_user_headers, pass_access_token, GAP-Auth/GAP-Signature); this
+        # gateway's own X-Forwarded-Mfa (DESIGN 7). The X-Forwarded- family rule covers them too.
+        b"x-forwarded-user", b"x-forwarded-email", b"x-forwarded-groups", b"x-forwarded-preferred-username",
+        b"x-forwarded-access-token", b"x-forwarded-mfa", b"gap-auth", b"gap-signature",
+        # This gateway's signed assertion (DESIGN 7): only the gateway may ever send it.
+        b"x-gateway-assertion",
+        # Kong (key-auth, oauth2, oidc plugins)
+        b"x-anonymous-consumer", b"x-userinfo",
+        # Keycloak Gatekeeper / Louketo proxy
+        b"x-auth-username", b"x-auth-userid", b"x-auth-email", b"x-auth-roles", b"x-auth-groups", b"x-auth-subject",
+        # Google Cloud IAP's signed header (its user headers are a prefix below)
+        b"x-goog-iap-jwt-assertion",
+        # IIS / Azure Application Request Routing: the client certificate
+        b"x-arr-clientcert",
+        # Shibboleth SP with ShibUseHeaders: Auth-Type and the usual attribute-map ids (as the
+        # nginx-shibboleth guides clear them)
+        b"auth-type", b"eppn", b"affiliation", b"unscoped-affiliation", b"entitlement", b"targeted-id",
+        b"persistent-id", b"pairwise-id", b"subject-id", b"transient-name", b"mail", b"displayname",
+    }
+)
+# Open-ended families of the same: any name starting with one of these.
+FOREIGN_IDENTITY_PREFIXES = (
+    b"x-auth-request-",  # oauth2-proxy's set_xauthrequest: User, Email, Groups, Preferred-Username, Access-Token
+    b"remote-",  # Authelia: Remote-User, -Groups, -Email, -Name; CGI's REMOTE_USER read from a header
+    b"x-remote-",  # Apache-style X-Remote-User, X-Remote-Group
+    b"x-pomerium-",  # Pomerium: X-Pomerium-Jwt-Assertion, X-Pomerium-Claim-*
+    b"x-vouch-",  # Vouch Proxy: X-Vouch-User, X-Vouch-Success, X-Vouch-Idp-*
+    b"x-authentik-",  # Authentik: X-authentik-username, -groups, -email, -uid, -jwt, -meta-*
+    b"cf-access-",  # Cloudflare Access: Cf-Access-Authenticated-User-Email, Cf-Access-Jwt-Assertion
+    b"x-webauth-",  # Grafana, Gitea and other apps' auth-proxy mode: X-WEBAUTH-USER, -EMAIL, -NAME, -ROLE
+    b"x-consumer-",  # Kong: X-Consumer-ID, -Custom-ID, -Username, -Groups
+    b"x-authenticated-",  # Kong: X-Authenticated-Userid, -Scope, -Groups
+    b"x-credential-",  # Kong: X-Credential-Identifier, -Username
+    b"x-goog-authenticated-",  # Google Cloud IAP: X-Goog-Authenticated-User-Email, -Id
+    b"x-amzn-oidc-",  # AWS ALB authentication: X-Amzn-Oidc-Identity, -Data, -Accesstoken
+    b"x-ms-client-principal",  # Azure App Service authentication: X-MS-CLIENT-PRINCIPAL, -NAME, -ID, -IDP
+    b"x-ms-token-",  # Azure App Service token store: X-MS-TOKEN-AAD-ACCESS-TOKEN & co.
+    b"tailscale-",  # Tailscale serve: Tailscale-User-Login, -Name, -Profile-Pic
+    b"shib-",  # Shibboleth SP: Shib-Session-ID, Shib-Identity-Provider, Shib-Authentication-Instant ...
+    b"mellon-",  # Apache mod_auth_mellon: MELLON_NAME_ID and the attributes
+    b"oidc-",  # Apache mod_auth_openidc: OIDC_CLAIM_*, OIDC_access_token, OIDC_id_token_payload
+    b"x-ssl-",  # client certificates from nginx/HAProxy recipes: X-SSL-Client-Cert, -DN, -Verify, X-SSL-Cert
+    b"ssl-client-",  # Apache mod_ssl variables exported as headers: SSL_CLIENT_CERT, SSL_CLIENT_S_DN
+    b"x-client-cert",  # X-Client-Cert (Google Cloud load balancers, ingresses), X-Client-Cert-Chain-Verified
+)
+
 
 # Headers some frameworks honour to tunnel another method through POST or GET; the policy must
 # allow the tunnelled method too, or a rule that allows only GET could be turned into a DELETE.
@@ -138,13 +193,28 @@ class HeaderRules:
     # Added to every response the browser gets, proxied or the gateway's own (HSTS); the app's
     # copies of these names are replaced, not doubled (and of X-Request-ID, which the gateway sets).
     response_headers: tuple[tuple[bytes, bytes], ...] = ()
+    # [proxy] strip_headers: more names removed from every request; a trailing "*" makes a prefix.
+    strip_headers: tuple[bytes, ...] = ()
     # Derived once here, not per request: normalised identity names and lower-cased cookie names.
     identity: frozenset[bytes] = field(init=False)
     cookie_names_folded: frozenset[bytes] = field(init=False)
     replaced_response_names: frozenset[bytes] = field(init=False)
+    # Every exact name removed from every request, and the prefixes checked after ROUTING.
+    stripped: frozenset[bytes] = field(init=False)
+    stripped_prefixes: tuple[bytes, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "identity", frozenset({normalize(self.user_header), normalize(self.roles_header)}))
+        identity = frozenset({normalize(self.user_header), normalize(self.roles_header)})
+        object.__setattr__(self, "identity", identity)
+        extra = {normalize(name) for name in self.strip_headers}
+        exact = {name for name in extra if not name.endswith(b"*")}
+        prefixes = tuple(sorted(name[:-1] for name in extra if name.endswith(b"*")))
+        # The prefix test comes after ROUTING (which the built-in X-Forwarded- family must not
+        # swallow), so a configured prefix that covers a routing name strips it here, by name.
+        exact.update(name for name in ROUTING if name.startswith(prefixes))
+        object.__setattr__(self, "stripped",
+                           frozenset(HOP_BY_HOP | ALWAYS_STRIPPED | identity | FOREIGN_IDENTITY | exact))
+        object.__setattr__(self, "stripped_prefixes", (FORWARDED_FAMILY, *FOREIGN_IDENTITY_PREFIXES, *prefixes))
         object.__setattr__(self, "cookie_names_folded", frozenset(n.lower() for n in self.cookie_names))
         object.__setattr__(self, "replaced_response_names",
                            frozenset({REQUEST_ID, *(n.lower() for n, _ in self.response_headers)}))
@@ -162,13 +232,15 @@ def upstream_request_headers(
     """The request headers sent upstream.
 
     Removes hop-by-hop headers (and those named in Connection), every client copy of an identity
-    header, Quart's synthetic Remote-Addr, the client's X-Request-ID, routing headers from untrusted
-    clients and the gateway's own cookies; then adds Host, X-Forwarded-*, the request id and the
-    identity of the signed-in user.
+    header, every X-Forwarded-* the gateway does not set, other gateways' identity headers, the
+    names of [proxy] strip_headers, Quart's synthetic Remote-Addr, the client's X-Request-ID, routing
+    headers from untrusted clients and the gateway's own cookies; then adds Host, X-Forwarded-*,
+    the request id and the identity of the signed-in user.
     """
     trusted = is_trusted(client, rules.trusted_proxies)
     nominated = connection_tokens(headers)
-    identity = rules.identity
+    stripped_names = rules.stripped
+    stripped_prefixes = rules.stripped_prefixes
     out: HeaderList = []
     host = b""
     forwarded: dict[bytes, bytes] = {}
@@ -179,12 +251,14 @@ def upstream_request_headers(
             host = value
         if key == b"transfer-encoding":
             has_transfer_encoding = True
-        if key in HOP_BY_HOP or key in nominated or key in identity or key in ALWAYS_STRIPPED:
+        if key in stripped_names or key in nominated:
             continue
         if key in ROUTING:
             # Keep a trusted proxy's values (exact names only) to extend them below.
             if trusted and name.lower() == key:
                 forwarded[key] = forwarded[key] + b", " + value if key in forwarded else value
+            continue
+        if key.startswith(stripped_prefixes):
             continue
         if key == b"cookie":
             stripped = strip_cookies(value, rules.cookie_names)

@@ -234,3 +234,62 @@ def test_a_query_with_raw_non_ascii_or_control_bytes_is_refused(gateway: Gateway
 
     status, _, _ = raw_get(gateway.port, b"/public/a?" + query)
     assert status == 400  # never re-encoded on the way (the app would see other bytes than were decided on)
+
+
+# Identity look-alikes (issue 10): every X-Forwarded-* the gateway does not set, other gateways'
+# identity headers, and the operator's [proxy] strip_headers, in several spellings and twice each.
+LOOK_ALIKES = [
+    "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username", "X-Forwarded-Access-Token",
+    "X-Forwarded-Uid", "X-Forwarded-Login", "X-Forwarded-Name", "X-Forwarded-Id", "X-Forwarded-Role",
+    "X-Forwarded-Client-Cert", "X-Forwarded-Mfa", "X-Forwarded-Foo", "X-Forwarded-Port", "X-Forwarded-Server",
+    "Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name", "X-Remote-User",
+    "X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Preferred-Username",
+    "X-Auth-Request-Access-Token", "Gap-Auth", "X-WEBAUTH-USER", "X-Authenticated-Userid", "X-Consumer-Username",
+    "X-Userinfo", "X-SSL-Client-Cert", "Ssl-Client-Cert", "X-Client-Cert", "X-Pomerium-Jwt-Assertion",
+    "X-Pomerium-Claim-Email", "X-Vouch-User", "X-Vouch-Idp-Claims-Groups", "X-Authentik-Username",
+    "X-Authentik-Groups", "Cf-Access-Authenticated-User-Email", "Cf-Access-Jwt-Assertion", "X-Gateway-Assertion",
+    "Shib-Session-ID", "Eppn", "Tailscale-User-Login", "X-Goog-Authenticated-User-Email", "X-Amzn-Oidc-Identity",
+    "X-MS-CLIENT-PRINCIPAL-NAME", "OIDC-CLAIM-email",
+    # this test's [proxy] strip_headers
+    "X-Employee-Id", "X-Corp-User", "X-Corp-Groups",
+]
+ORDINARY = {"accept": "application/json", "x-requested-with": "XMLHttpRequest", "x-api-key": "k-123"}
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted client", "trusted proxy"])
+def test_identity_look_alikes_never_reach_the_app(make_gateway: Any, trusted: bool) -> None:
+    from tests.e2e.harness import sign_in
+
+    server: dict[str, object] = {"trusted_proxies": ["127.0.0.1"]} if trusted else {}
+    gateway = make_gateway(settings={"server": server, "proxy": {"strip_headers": ["X-Employee-Id", "X_Corp_*"]}},
+                           users={"ivy": "staff,reports"})
+    sent: list[tuple[str, str]] = []
+    for index, name in enumerate(LOOK_ALIKES):
+        for spelling in (name, name.lower().replace("-", "_"), name.upper()):
+            sent.append((spelling, f"mallory-{index}"))
+    routing = [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "app.example")]
+    # In batches: the app (Python's http.server) refuses a request with more than 100 headers.
+    batches = [sent[start:start + 50] for start in range(0, len(sent), 50)]
+    signed_in: list[dict[str, Any]] = []
+    anonymous: list[dict[str, Any]] = []
+    with gateway.client() as ivy, gateway.client() as stranger:
+        assert sign_in(ivy, "ivy").status_code == 303
+        for batch in batches:
+            signed_in.append(echo(ivy.get("/page", headers=[*batch, *routing, *ORDINARY.items()])))
+            anonymous.append(echo(stranger.get("/public/x", headers=batch)))
+    for report in signed_in + anonymous:
+        assert not [(name, value) for name, value in report["headers"] if "mallory" in value]
+        received = {name.lower().replace("_", "-") for name, _ in report["headers"]}
+        assert not received & {name.lower() for name in LOOK_ALIKES}
+    # The signed-in user's identity, the gateway's own X-Forwarded-*, and ordinary headers do arrive.
+    assert all(report["user"] is None and report["roles"] is None for report in anonymous)
+    assert all(report["user"] == "ivy" and report["roles"] == "reports,staff" for report in signed_in)
+    seen = signed_in[-1]
+    headers = {name.lower(): value for name, value in seen["headers"]}
+    if trusted:
+        assert headers["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+        assert (headers["x-forwarded-proto"], headers["x-forwarded-host"]) == ("https", "app.example")
+    else:
+        assert headers["x-forwarded-for"] == "127.0.0.1"  # the client's own routing headers are not believed
+        assert (headers["x-forwarded-proto"], headers["x-forwarded-host"]) == ("http", f"127.0.0.1:{gateway.port}")
+    assert {name: headers[name] for name in ORDINARY} == ORDINARY

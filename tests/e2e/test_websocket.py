@@ -183,6 +183,20 @@ def test_upstream_handshake_carries_identity_not_spoofs_nor_gateway_cookie(ws_ga
     assert [name for name, _ in headers].count("host") == 1
 
 
+def test_upstream_handshake_carries_no_identity_look_alikes(ws_gateway: Gateway, alice: str) -> None:
+    spoofs = {"X-Forwarded-Email": "mallory", "X_Forwarded_Groups": "mallory", "X-Forwarded-Foo": "mallory",
+              "Remote-User": "mallory", "X-Auth-Request-User": "mallory", "X-WEBAUTH-USER": "mallory",
+              "Cf-Access-Authenticated-User-Email": "mallory", "X-Pomerium-Claim-Email": "mallory",
+              "X-Authentik-Username": "mallory", "X-Vouch-User": "mallory", "X-SSL-Client-Cert": "mallory"}
+    with open_socket(ws_gateway, "/chat/room", alice, headers=spoofs) as socket:
+        socket.send("headers?")
+        raw = socket.recv(timeout=5)
+        assert isinstance(raw, str)
+        seen = json.loads(raw)
+    assert not [(name, value) for name, value in seen["headers"] if "mallory" in value]
+    assert dict((name.lower(), value) for name, value in seen["headers"])["x-forwarded-user"] == "alice"
+
+
 @pytest.mark.parametrize("origin", ["http://evil.example", "null", "https://127.0.0.1:{port}", "http://127.0.0.1:1"])
 def test_a_socket_from_another_site_may_not_ride_on_the_session(
     ws_gateway: Gateway, ws_upstream: Upstream, alice: str, origin: str

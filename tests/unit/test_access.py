@@ -42,9 +42,10 @@ def _finished(caplog: pytest.LogCaptureFixture, text: bool) -> str:
 
 def test_json_line(caplog: pytest.LogCaptureFixture) -> None:
     fields = json.loads(_finished(caplog, text=False))
-    assert set(fields) == {"time", "request_id", "client", "user", "method", "path", "decision", "status", "bytes",
+    assert set(fields) == {"time", "request_id", "client", "user", "method", "path", "decision", "status", "ended", "bytes",
                            "upstream_s", "total_s"}
     assert (fields["request_id"], fields["user"], fields["status"], fields["upstream_s"]) == ("rid-1", "alice", 200, 0.001235)
+    assert fields["ended"] == "complete"
     assert fields["time"].endswith("Z") and fields["total_s"] >= 0
 
 

@@ -262,3 +262,34 @@ def test_workers_default_to_one_per_core(tmp_path: Path) -> None:
     for bad in ("0", '"many"', "65", "true"):
         with pytest.raises(ConfigError, match=r"server\.workers"):
             load_settings(write(tmp_path, f"[server]\nworkers = {bad}\n"), env={})
+
+
+def test_strip_headers_default_file_and_environment(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, ""), env={}).proxy.strip_headers == ()
+    path = write(tmp_path, '[proxy]\nstrip_headers = ["X-Custom-User", "X_Acme_*", "X-Custom-User", "x-forwarded-foo"]\n')
+    assert load_settings(path, env={}).proxy.strip_headers == ("X-Custom-User", "X_Acme_*", "x-forwarded-foo")
+    env = {"GATEWAY_PROXY_STRIP_HEADERS": "X-Employee-Id, X-Corp-*"}
+    assert load_settings(path, env=env).proxy.strip_headers == ("X-Employee-Id", "X-Corp-*")
+
+
+@pytest.mark.parametrize("value", [
+    '"X User"', '["X User"]', '["X-User:"]', '[""]', '["*"]', '["X-*-User"]', '["X-User**"]', '[1]', '[["X-A"]]',
+    "5", "true", '["Ünïcode"]', '["Content-Length"]', '["transfer_encoding"]', '["Content-*"]', '["T*"]',
+])
+def test_strip_headers_bad_values(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, f"[proxy]\nstrip_headers = {value}\n"), env={})
+    [problem] = info.value.problems
+    assert "\n" not in problem and "unknown setting" not in problem
+    assert problem.startswith(f"{tmp_path / 'gateway.toml'}: proxy.strip_headers: ")
+
+
+def test_strip_headers_problems_are_reported_with_the_others(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nport = "x"\n[proxy]\nstrip_headers = ["X User"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert [line.split(": ")[1] for line in info.value.problems] == ["server.port", "proxy.strip_headers"]
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, ""), env={"GATEWAY_PROXY_STRIP_HEADERS": "X-Ok, Bad Name"})
+    assert info.value.problems == ["environment: GATEWAY_PROXY_STRIP_HEADERS: expected header names "
+                                   "(letters, digits, '-', '_'; a trailing '*' for a prefix), got 'Bad Name'"]

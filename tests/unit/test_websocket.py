@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -126,3 +127,15 @@ async def test_refusal_uses_the_http_response_extension_when_offered() -> None:
 
 async def test_refusal_without_the_extension_closes_before_accept() -> None:
     assert await _refusal(None) == [{"type": "websocket.close", "code": 1008}]
+
+
+def test_handshake_headers_drop_identity_look_alikes_and_strip_headers() -> None:
+    rules = replace(RULES, strip_headers=(b"X-Custom-User",))
+    spoofs = [(b"X-Forwarded-Email", b"mallory"), (b"x_auth_request_groups", b"mallory"), (b"Remote-User", b"mallory"),
+              (b"X-Pomerium-Claim-Email", b"mallory"), (b"CF-Access-Jwt-Assertion", b"mallory"),
+              (b"X-Forwarded-Foo", b"mallory"), (b"x_custom_user", b"mallory"), (b"X-WEBAUTH-USER", b"mallory")]
+    for client in ("192.0.2.7", "10.1.2.3"):  # an untrusted client, then a trusted proxy
+        out = handshake_headers([*spoofs, (b"origin", b"https://gw.example")], rules, principal=ALICE,
+                                client=client, scheme="wss")
+        assert not [name for name, value in out if value == b"mallory"]
+        assert dict(out)[b"x-forwarded-user"] == b"alice" and dict(out)[b"origin"] == b"https://gw.example"
