@@ -118,6 +118,7 @@ def create_app(
     async def open_resources() -> None:
         await store.open()
         audit.start()
+        services.sessions.idle_clock.start()
         await services.sessions.purge_expired()
         await passwords.prepare()
         gateway.upstream = Upstream(settings.upstream, transport)
@@ -130,6 +131,7 @@ def create_app(
         await watcher.stop()
         if gateway.upstream is not None:
             await gateway.upstream.aclose()
+        await services.sessions.idle_clock.stop()
         await audit.stop()
         await store.close()
         services.metrics.close()
