@@ -77,8 +77,17 @@ def test_workers_stop_with_the_gateway(make_gateway: Any) -> None:
     workers = worker_pids(gateway)
     gateway.stop()
     assert gateway.process is not None and gateway.process.returncode is not None
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
-                and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]]
+    # multiprocessing's resource tracker ends on its own when the parent's pipe closes, a moment
+    # after the parent: seen still running (state R) right after stop(). Poll for the end.
+    wait_until(lambda: not [pid for pid in workers if _running(pid)], "the worker processes to end", timeout=10)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False  # gone (or gone while being read)
+    return state != "Z"
 
 
 PARALLEL_SIGNINS = 40
