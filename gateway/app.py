@@ -21,7 +21,7 @@ from gateway.auth.sessions import SessionManager
 from gateway.auth.throttle import Throttle
 from gateway.auth.user import GatewayAuth, auth_config
 from gateway.config import Settings
-from gateway.errors import GatewayError, error_for_status, render_error, wants_html
+from gateway.errors import GatewayError, ServiceUnavailable, error_for_status, render_error, wants_html
 from gateway.metrics import Metrics
 from gateway.pages import Pages
 from gateway.policy import Policy, PolicyError, load_policy
@@ -30,6 +30,7 @@ from gateway.proxy.forward import Upstream
 from gateway.proxy.headers import HeaderRules, transport_security_headers
 from gateway.services import PolicyState, Services, current_services
 from gateway.status import bp as status_bp
+from gateway.store.base import StoreUnavailable
 from gateway.store.sqlite import SqliteStore
 
 log = logging.getLogger("gateway")
@@ -118,6 +119,7 @@ def create_app(
     async def open_resources() -> None:
         await store.open()
         audit.start()
+        services.sessions.idle_clock.start()
         await services.sessions.purge_expired()
         await passwords.prepare()
         gateway.upstream = Upstream(settings.upstream, transport)
@@ -130,6 +132,7 @@ def create_app(
         await watcher.stop()
         if gateway.upstream is not None:
             await gateway.upstream.aclose()
+        await services.sessions.idle_clock.stop()
         await audit.stop()
         await store.close()
         services.metrics.close()
@@ -146,6 +149,12 @@ def create_app(
     @app.errorhandler(GatewayError)
     async def gateway_error(error: GatewayError) -> Response:
         return _error_response(error)
+
+    @app.errorhandler(StoreUnavailable)
+    async def store_unavailable(error: StoreUnavailable) -> Response:
+        # Busy past the busy timeout or unreadable: say so (503), never guess, never a bare 500.
+        log.error("store unavailable: %s", error)
+        return _error_response(ServiceUnavailable("The gateway's store is busy. Try again in a moment."))
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

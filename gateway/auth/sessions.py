@@ -7,18 +7,22 @@ of that hash, so neither a database copy nor a log line can be replayed as a coo
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from gateway.auth.idle_clock import IdleClock
 from gateway.config import SessionSettings
 from gateway.policy import Principal
 from gateway.store.base import SessionRecord, SessionStore, User
 
 if TYPE_CHECKING:
     from gateway.audit import Audit
+
+log = logging.getLogger("gateway.sessions")
 
 SESSION_ID_BYTES = 32
 TOUCH_INTERVAL = 60.0  # last_seen is written at most once a minute per session, not per request
@@ -91,6 +95,8 @@ class SessionManager:
         self._settings = settings
         self._audit = audit
         self._clock = clock
+        # The serving gateway starts and stops its writer task (create_app); without it, flush().
+        self.idle_clock = IdleClock(store, remember_for=settings.idle_timeout)
 
     async def start(self, user: User, client: str, user_agent: str, *, persistent: bool = False) -> str:
         """Create a session for ``user`` and return its id (only ever written into the cookie)."""
@@ -102,23 +108,39 @@ class SessionManager:
         return session_id
 
     async def resolve(self, session_id: str | None, *, client: str = "", user_agent: str = "") -> ActiveSession | None:
+        """The live session ``session_id`` names, or None. Only reading the session may raise (the
+        store cannot be read: the caller answers 503); every write here is best effort."""
         if not session_id or len(session_id) > 64 or not _ID_CHARS.issuperset(session_id):
             return None
         id_hash = hash_session_id(session_id)
         record = await self._store.get_session(id_hash)
         if record is None:
             return None
+        seen = self.idle_clock.seen(id_hash)
+        if seen is not None and seen > record.last_seen:
+            # A refresh noted here and not stored yet (or read just before it was): it counts.
+            record = replace(record, last_seen=seen)
         now = self._clock()
         reason = end_reason(record, self._settings, now, binding_for(self._settings.bind, client, user_agent))
         if reason is not None:
-            if await self._store.delete_session(id_hash) and self._audit is not None:
-                self._audit.record("session.expired", user=record.user_name, client=client,
-                                   session=short_id(id_hash), reason=reason)
+            await self._expire(record, client, reason)
             return None
         if now - record.last_seen >= touch_interval(self._settings.idle_timeout):
-            await self._store.touch_session(id_hash, now)
+            self.idle_clock.note(id_hash, now)
         principal = Principal(user=record.user_name, roles=frozenset(record.roles), auth_time=record.auth_time)
         return ActiveSession(id_hash=id_hash, principal=principal, record=record)
+
+    async def _expire(self, record: SessionRecord, client: str, reason: str) -> None:
+        """Delete a session found dead. The request is refused whether or not the delete succeeds:
+        a row left behind is dead all the same, and is deleted when next used or at start."""
+        try:
+            deleted = await self._store.delete_session(record.id_hash)
+        except Exception as exc:
+            log.warning("ended session %s not deleted yet: %s", short_id(record.id_hash), type(exc).__name__)
+            return
+        if deleted and self._audit is not None:
+            self._audit.record("session.expired", user=record.user_name, client=client,
+                               session=short_id(record.id_hash), reason=reason)
 
     async def live_sessions(self, user_id: int | None = None) -> list[SessionRecord]:
         """Sessions that would still be accepted; expired rows are not shown (they die when next used)."""

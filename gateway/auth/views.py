@@ -129,9 +129,11 @@ async def login_submit() -> Response:
     attempt = attempt_for(username if shown_name else "(invalid)", client, device)
     # Checked before the password is looked at: a throttled attempt learns nothing about it.
     wait = await services.throttle.reserve(attempt)
+    # An unknown name is often a password typed into the wrong field: keep only a fingerprint.
+    named = {"user": user.name} if user else {"attempted": _fingerprint(username)}
     if wait > 0:
-        services.audit.record_aggregated(f"throttled {attempt.keys}", "signin.throttled", user=shown_name or None,
-                                         client=client, retry_after=math.ceil(wait))
+        services.audit.record_aggregated(f"throttled {attempt.keys}", "signin.throttled", client=client,
+                                         retry_after=math.ceil(wait), **named)
         services.metrics.signins["throttled"].inc()
         services.metrics.throttled["signin"].inc()
         return _throttled(wait, lambda message: _login_page(429, next_path=next_path, username=shown_name, error=message))
@@ -141,8 +143,6 @@ async def login_submit() -> Response:
     result = await services.passwords.verify(user.password_hash if user else None, password)
     if user is None or user.disabled or not result.ok:
         reason = "unknown user" if user is None else "disabled" if user.disabled else "wrong password"
-        # An unknown name is often a password typed into the wrong field: keep only a fingerprint.
-        named = {"user": user.name} if user else {"attempted": _fingerprint(username)}
         services.audit.record("signin.failure", client=client, reason=reason, **named)
         services.metrics.signins["failure"].inc()
         return _login_page(401, next_path=next_path, username=shown_name, error=GENERIC_FAILURE)

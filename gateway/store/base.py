@@ -6,13 +6,18 @@ so a copy of the database cannot be replayed as cookies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 
 class StoreError(Exception):
     """The store refused a change (duplicate or unknown user) or is unreachable."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be read or written now (another process held its lock too long, the
+    file is gone): a request that needs it is answered 503, never guessed."""
 
 
 class DuplicateUser(StoreError):
@@ -87,6 +92,8 @@ class SessionStore(Protocol):
     # Sessions of enabled users created and last seen no earlier than given: one cheap query (metrics).
     async def count_sessions(self, *, created_after: float, seen_after: float) -> int: ...
     async def touch_session(self, id_hash: str, now: float) -> None: ...
+    # Idle-clock refreshes, many sessions in one write; last_seen never moves back.
+    async def touch_sessions(self, seen: Mapping[str, float]) -> None: ...
     async def delete_session(self, id_hash: str) -> bool: ...
     async def delete_user_sessions(self, user_id: int, *, keep: str | None = None) -> int: ...
     async def delete_all_sessions(self) -> int: ...

@@ -48,9 +48,10 @@ class SessionCache:
         self._entries[id_hash] = (record, read_at)
 
     def touched(self, id_hash: str, last_seen: float) -> None:
-        """Our own last_seen write: keep the cached row in step without dropping it."""
+        """Our own last_seen write: keep the cached row in step without dropping it (the store
+        keeps the newer time, and so does the cache)."""
         entry = self._entries.get(id_hash)
-        if entry is not None and entry[0] is not None:
+        if entry is not None and entry[0] is not None and last_seen > entry[0].last_seen:
             self._entries[id_hash] = (replace(entry[0], last_seen=last_seen), entry[1])
 
     def invalidate(self) -> None:

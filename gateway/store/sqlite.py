@@ -1,7 +1,16 @@
 """The embedded default store: one SQLite file in WAL mode, through aiosqlite.
 
-One connection per process (aiosqlite runs it on its own thread). Writes that span several statements
-take ``_write_lock`` so concurrent tasks cannot interleave inside a transaction.
+Several processes share the file (the gateway's workers, the CLI), so every write must be ready to
+meet another process's lock. Each process has two connections (aiosqlite runs each on its own
+thread):
+- the writer, used only under ``_write_lock``, where every write is one ``BEGIN IMMEDIATE``
+  transaction. IMMEDIATE takes SQLite's write lock first, waiting for it through the busy timeout;
+  a transaction that read first and then tried to write could only be refused (SQLITE_BUSY on the
+  lock upgrade, which no busy timeout retries) when another process wrote in between.
+- the reader (``query_only``), where every read is one ``execute_fetchall``: the statement runs to
+  its end in one step, so no read transaction stays open across an ``await``. With one shared
+  connection, a lookup half-way through its rows kept a read transaction open under the next task's
+  write, which SQLite then refused at once with `database is locked` (issues 10 and 11).
 
 With ``session_cache_ttl`` > 0 (the serving gateway), session lookups are answered from an in-process
 ``SessionCache``: local writes to users and sessions invalidate it at once, and a background task polls
@@ -20,7 +29,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +40,7 @@ from gateway.store.base import (
     DuplicateUser,
     SessionRecord,
     StoreError,
+    StoreUnavailable,
     ThrottleState,
     UnknownUser,
     User,
@@ -39,6 +49,11 @@ from gateway.store.cache import SessionCache
 
 SCHEMA_VERSION = 3
 POLL_INTERVAL = 0.1  # seconds between change-counter polls while a session cache is on
+# How long a statement waits for another process's lock before giving up. Write transactions are
+# a few statements long (the longest, a batch of idle-clock refreshes), so a wait this long means
+# something is wrong: the request then gets 503, not a hang.
+BUSY_TIMEOUT = 10.0
+WAL_RETRY = 0.01  # seconds between attempts to turn a file to WAL while another process reads it
 
 log = logging.getLogger("gateway.store")
 
@@ -105,12 +120,35 @@ _RECORD_FAILURE = (
     "INSERT INTO throttle (key, failures, last_failure) VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET"
     " failures = CASE WHEN ? - last_failure > ? THEN 1 ELSE failures + 1 END, last_failure = ?"
 )
+_TOUCH = "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?"  # never moves the clock back
 _SESSION_COLUMNS = (
     "s.id_hash, u.id, u.name, u.roles, u.disabled, s.created_at, s.auth_time, s.last_seen, s.client, s.user_agent,"
     " s.persistent, s.binding"
 )
 
 _USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at"
+
+
+def _statements(script: str) -> list[str]:
+    """A script cut into statements (triggers keep their inner `;`): run one by one, they can share
+    one transaction, which ``executescript`` (it commits first) cannot."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    assert not pending.strip(), "the schema ends in an incomplete statement"
+    return statements
+
+
+_SCHEMA_STATEMENTS = _statements(_SCHEMA)
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds a lock SQLite would not wait for (SQLITE_BUSY or an extended code of it)."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 def _roles(column: Any) -> tuple[str, ...]:
@@ -150,17 +188,41 @@ def _user(row: Any) -> User:
 class SqliteStore:
     def __init__(self, path: Path, *, session_cache_ttl: float = 0.0) -> None:
         self._path = path
-        self._db: aiosqlite.Connection | None = None
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._cache = SessionCache(session_cache_ttl) if session_cache_ttl > 0 else None
         self._poller: asyncio.Task[None] | None = None
         self._seen_changes = 0
 
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StoreError("store is not open")
-        return self._db
+    async def _connect(self) -> aiosqlite.Connection:
+        # The busy timeout is given to connect() so that it already holds for the first PRAGMA
+        # (switching a new file to WAL takes a lock too).
+        db = await aiosqlite.connect(self._path, isolation_level=None, timeout=BUSY_TIMEOUT)
+        try:
+            await db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+            await self._switch_to_wal(db)
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    @staticmethod
+    async def _switch_to_wal(db: aiosqlite.Connection) -> None:
+        """Turning a file (new, or from an old release) to WAL needs its exclusive lock, taken
+        straight from a shared one: SQLite refuses that at once when another process is reading,
+        without the busy handler. Retried until the busy timeout; a file in WAL already needs no lock."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(WAL_RETRY)  # a back-off between attempts, not synchronisation
 
     async def open(self) -> None:
         try:
@@ -169,31 +231,60 @@ class SqliteStore:
             # umask or the folder's mode (SQLite gives its -wal and -shm files the same mode).
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-            self._db = await aiosqlite.connect(self._path, isolation_level=None)
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA synchronous=NORMAL")
-            await self._db.execute("PRAGMA foreign_keys=ON")
-            await self._db.execute("PRAGMA busy_timeout=5000")
-            async with self._write_lock:
-                async with self._db.execute("PRAGMA user_version") as cursor:
-                    row = await cursor.fetchone()
-                version = int(row[0]) if row else 0
-                if version in _MIGRATIONS:
-                    for statement in _MIGRATIONS[version]:
-                        await self._db.execute(statement)
-                await self._db.executescript(_SCHEMA)
-                await self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._writer = await self._connect()
+            self._reader = await self._connect()
+            await self._reader.execute("PRAGMA query_only=ON")
+            # Workers start at the same moment: one transaction, so only one of them migrates and
+            # the others see the result (the version is read under the write lock).
+            async with self._transaction() as db:
+                rows = list(await db.execute_fetchall("PRAGMA user_version"))
+                version = int(rows[0][0]) if rows else 0
+                for statement in _MIGRATIONS.get(version, []):
+                    await db.execute(statement)
+                for statement in _SCHEMA_STATEMENTS:
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             if self._cache is not None:
                 self._seen_changes = await self._change_count()
                 self._poller = asyncio.create_task(self._watch_other_writers())
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, StoreError) as exc:
             await self.close()
             raise StoreError(f"{self._path}: cannot open the store: {exc}") from exc
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction on the writer connection, committed at the end, rolled back on any
+        error; ``StoreUnavailable`` when another process held the lock past the busy timeout."""
+        async with self._write_lock:
+            if self._writer is None:
+                raise StoreError("store is not open")
+            db = self._writer
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"the store is busy: {exc}") from exc
+            try:
+                yield db
+                await db.execute("COMMIT")
+            except BaseException:
+                # Shielded: a second cancellation must not leave the connection inside a
+                # transaction that holds the write lock of every process.
+                with contextlib.suppress(sqlite3.Error):
+                    await asyncio.shield(db.execute("ROLLBACK"))
+                raise
+
+    async def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Every row of one query, fetched in one step on the reader connection."""
+        if self._reader is None:
+            raise StoreError("store is not open")
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
+
     async def _change_count(self) -> int:
-        async with self.db.execute("SELECT n FROM changes WHERE id = 1") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self._read("SELECT n FROM changes WHERE id = 1")
+        return int(rows[0][0]) if rows else 0
 
     async def _watch_other_writers(self) -> None:
         while True:
@@ -215,7 +306,7 @@ class SqliteStore:
         return True
 
     def _changed(self) -> None:
-        """A local write to users or sessions: no cached row may outlive it."""
+        """A local write to users or sessions, committed: no cached row may outlive it."""
         if self._cache is not None:
             self._cache.invalidate()
 
@@ -226,14 +317,15 @@ class SqliteStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await poller  # before the connection closes under it
         # aiosqlite's thread is non-daemon since 0.22: an unclosed connection hangs process exit.
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+        for name in ("_reader", "_writer"):
+            db = getattr(self, name)
+            if db is not None:
+                setattr(self, name, None)
+                await db.close()
 
     async def ping(self) -> bool:
         try:
-            async with self.db.execute("SELECT 1") as cursor:
-                return await cursor.fetchone() is not None
+            return bool(await self._read("SELECT 1"))
         except (StoreError, sqlite3.Error, ValueError):
             return False
 
@@ -241,8 +333,8 @@ class SqliteStore:
 
     async def add_user(self, name: str, password_hash: str, roles: tuple[str, ...], now: float) -> User:
         try:
-            async with self._write_lock:
-                cursor = await self.db.execute(
+            async with self._transaction() as db:
+                cursor = await db.execute(
                     "INSERT INTO users (name, password_hash, roles, created_at) VALUES (?, ?, ?, ?)",
                     (name, password_hash, ",".join(sorted(roles)), now),
                 )
@@ -252,18 +344,16 @@ class SqliteStore:
         return User(cursor.lastrowid, name, password_hash, tuple(sorted(roles)), False, now)
 
     async def get_user(self, name: str) -> User | None:
-        async with self.db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else _user(row)
+        rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,))
+        return _user(rows[0]) if rows else None
 
     async def list_users(self) -> list[User]:
-        async with self.db.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name") as cursor:
-            return [_user(row) for row in await cursor.fetchall()]
+        return [_user(row) for row in await self._read(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name")]
 
     async def _update_user(self, name: str, sql: str, *params: object) -> None:
-        async with self._write_lock:
-            cursor = await self.db.execute(sql, (*params, name))
-            self._changed()
+        async with self._transaction() as db:
+            cursor = await db.execute(sql, (*params, name))
+        self._changed()
         if cursor.rowcount == 0:
             raise UnknownUser(f"no user named {name!r}")
 
@@ -286,19 +376,18 @@ class SqliteStore:
         self, id_hash: str, user_id: int, now: float, client: str, user_agent: str,
         *, persistent: bool = False, binding: str = "",
     ) -> None:
-        async with self._write_lock:
-            await self.db.execute(
+        async with self._transaction() as db:
+            await db.execute(
                 "INSERT INTO sessions (id_hash, user_id, created_at, auth_time, last_seen, client, user_agent,"
                 " persistent, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (id_hash, user_id, now, now, now, client, user_agent, int(persistent), binding),
             )
-            self._changed()
+        self._changed()
 
     async def _sessions(self, where: str, params: tuple[object, ...]) -> list[SessionRecord]:
-        async with self.db.execute(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id {where}", params
-        ) as cursor:
-            return [_session(row) for row in await cursor.fetchall()]
+        rows = await self._read(f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id {where}",
+                                params)
+        return [_session(row) for row in rows]
 
     async def get_session(self, id_hash: str) -> SessionRecord | None:
         cache = self._cache
@@ -320,12 +409,11 @@ class SqliteStore:
         return await self._sessions("WHERE s.user_id = ? ORDER BY s.created_at", (user_id,))
 
     async def count_sessions(self, *, created_after: float, seen_after: float) -> int:
-        async with self.db.execute(
+        rows = await self._read(
             "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id"
             " WHERE u.disabled = 0 AND s.created_at >= ? AND s.last_seen >= ?", (created_after, seen_after)
-        ) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        )
+        return int(rows[0][0]) if rows else 0
 
     async def find_sessions(self, id_prefix: str) -> list[SessionRecord]:
         if not id_prefix or not all(c in "0123456789abcdef" for c in id_prefix):
@@ -333,36 +421,42 @@ class SqliteStore:
         return await self._sessions("WHERE s.id_hash >= ? AND s.id_hash < ?", (id_prefix, id_prefix + "g"))
 
     async def touch_session(self, id_hash: str, now: float) -> None:
-        async with self._write_lock:
-            await self.db.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))
+        await self.touch_sessions({id_hash: now})
+
+    async def touch_sessions(self, seen: Mapping[str, float]) -> None:
+        if not seen:
+            return
+        async with self._transaction() as db:
+            await db.executemany(_TOUCH, [(now, id_hash) for id_hash, now in seen.items()])
         if self._cache is not None:
-            self._cache.touched(id_hash, now)
+            for id_hash, now in seen.items():
+                self._cache.touched(id_hash, now)
 
     async def delete_session(self, id_hash: str) -> bool:
-        async with self._write_lock:
-            cursor = await self.db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
-            self._changed()
-        return cursor.rowcount > 0
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+        self._changed()
+        return bool(cursor.rowcount > 0)
 
     async def delete_user_sessions(self, user_id: int, *, keep: str | None = None) -> int:
-        async with self._write_lock:
-            cursor = await self.db.execute(
-                "DELETE FROM sessions WHERE user_id = ? AND id_hash != ?", (user_id, keep or "")
-            )
-            self._changed()
-        return cursor.rowcount
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM sessions WHERE user_id = ? AND id_hash != ?", (user_id, keep or ""))
+        self._changed()
+        return int(cursor.rowcount)
 
     async def delete_all_sessions(self) -> int:
-        async with self._write_lock:
-            cursor = await self.db.execute("DELETE FROM sessions")
-            self._changed()
-        return cursor.rowcount
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM sessions")
+        self._changed()
+        return int(cursor.rowcount)
 
     # --- audit
 
     async def add_audit(self, records: list[AuditRecord]) -> None:
-        async with self._write_lock:
-            await self.db.executemany(
+        if not records:
+            return
+        async with self._transaction() as db:
+            await db.executemany(
                 "INSERT INTO audit (time, event, user, client, detail) VALUES (?, ?, ?, ?, ?)",
                 [(r.time, r.event, r.user, r.client, r.detail) for r in records],
             )
@@ -379,12 +473,12 @@ class SqliteStore:
             clauses.append("time >= ?")
             params.append(since)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        async with self.db.execute(
+        rows = await self._read(
             f"SELECT time, event, user, client, detail FROM (SELECT * FROM audit {where} ORDER BY time DESC, id DESC"
             f" LIMIT ?) ORDER BY time, id",
             (*params, limit),
-        ) as cursor:
-            return [AuditRecord(float(r[0]), str(r[1]), r[2], r[3], str(r[4])) for r in await cursor.fetchall()]
+        )
+        return [AuditRecord(float(r[0]), str(r[1]), r[2], r[3], str(r[4])) for r in rows]
 
     # --- sign-in throttling
 
@@ -392,43 +486,34 @@ class SqliteStore:
         if not keys:
             return {}
         marks = ",".join("?" * len(keys))
-        async with self.db.execute(
-            f"SELECT key, failures, last_failure FROM throttle WHERE key IN ({marks})", keys
-        ) as cursor:
-            return {str(r[0]): ThrottleState(int(r[1]), float(r[2])) for r in await cursor.fetchall()}
+        rows = await self._read(f"SELECT key, failures, last_failure FROM throttle WHERE key IN ({marks})", keys)
+        return {str(r[0]): ThrottleState(int(r[1]), float(r[2])) for r in rows}
 
     async def record_failure(self, keys: list[str], now: float, window: float) -> None:
-        async with self._write_lock:
-            await self.db.executemany(_RECORD_FAILURE, [(key, now, now, window, now) for key in keys])
+        async with self._transaction() as db:
+            await db.executemany(_RECORD_FAILURE, [(key, now, now, window, now) for key in keys])
 
     async def reserve_attempt(
         self, keys: list[str], now: float, window: float, wait: Callable[[dict[str, ThrottleState]], float]
     ) -> float:
-        # BEGIN IMMEDIATE takes SQLite's write lock first, so the check and the reservation are one
-        # step even across worker processes sharing the file.
-        async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                marks = ",".join("?" * len(keys))
-                async with self.db.execute(
-                    f"SELECT key, failures, last_failure FROM throttle WHERE key IN ({marks})", keys
-                ) as cursor:
-                    states = {str(r[0]): ThrottleState(int(r[1]), float(r[2])) for r in await cursor.fetchall()}
-                seconds = wait(states)
-                if seconds <= 0:
-                    await self.db.executemany(_RECORD_FAILURE, [(key, now, now, window, now) for key in keys])
-                await self.db.execute("COMMIT")
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
+        # Read and written in one IMMEDIATE transaction: the check and the reservation are one step
+        # even across worker processes sharing the file.
+        async with self._transaction() as db:
+            marks = ",".join("?" * len(keys))
+            rows = await db.execute_fetchall(
+                f"SELECT key, failures, last_failure FROM throttle WHERE key IN ({marks})", keys
+            )
+            seconds = wait({str(r[0]): ThrottleState(int(r[1]), float(r[2])) for r in rows})
+            if seconds <= 0:
+                await db.executemany(_RECORD_FAILURE, [(key, now, now, window, now) for key in keys])
         return seconds
 
     async def release_attempt(self, keys: list[str]) -> None:
-        async with self._write_lock:
-            await self.db.executemany(
+        async with self._transaction() as db:
+            await db.executemany(
                 "UPDATE throttle SET failures = max(failures - 1, 0) WHERE key = ?", [(key,) for key in keys]
             )
 
     async def clear_throttle(self, keys: list[str]) -> None:
-        async with self._write_lock:
-            await self.db.executemany("DELETE FROM throttle WHERE key = ?", [(key,) for key in keys])
+        async with self._transaction() as db:
+            await db.executemany("DELETE FROM throttle WHERE key = ?", [(key,) for key in keys])

@@ -126,10 +126,14 @@ def test_changes_reach_a_running_gateway(make_gateway: Any) -> None:
 
 
 def test_readyz_and_healthz(gateway: Gateway) -> None:
+    # The tests' client is loopback, on the default [metrics] allow list: it is told the details.
     with httpx.Client(base_url=gateway.url) as client:
         assert client.get("/.gateway/healthz").json() == {"status": "ok"}
         ready = client.get("/.gateway/readyz")
-        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        assert ready.status_code == 200
+        details = ready.json()
+        assert details["ready"] is True and details["status"] == "ready" and details["problems"] == []
+        assert details["store"] == "ok" and details["policy"]["rules"] > 0
 
 
 def test_unusable_store_is_one_line_not_a_traceback(fresh: Gateway) -> None:

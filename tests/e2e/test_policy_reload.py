@@ -39,7 +39,8 @@ def test_edit_add_delete_take_effect(make_gateway: Any) -> None:
 
 
 def test_broken_file_keeps_last_good_policy(make_gateway: Any) -> None:
-    gateway: Gateway = make_gateway(policy=BASE, users={"lee": "staff"})
+    # readyz names the broken file to the [metrics] allow list only: the tests' client is on it.
+    gateway: Gateway = make_gateway(policy=BASE, users={"lee": "staff"}, settings={"metrics": {"allow": ["127.0.0.1/32"]}})
     policies = gateway.directory / "policies"
     with gateway.client() as lee:
         assert sign_in(lee, "lee").status_code == 303
@@ -98,3 +99,38 @@ def test_no_request_is_dropped_while_the_policy_changes(make_gateway: Any) -> No
             client.close()
     assert not failures, failures[:5]
     assert counts["requests"] > 50
+
+
+BROKEN = 'rules:\n  - paths: ["/admin/**"]\n    allow: everybody\n'
+
+
+def test_readyz_tells_anonymous_callers_only_ready_or_not(make_gateway: Any) -> None:
+    """Issue 10 (Low): readyz told anyone absolute file paths and error texts. Now only the
+    [metrics] allow list, judged as for the metrics (behind trusted proxies, the real client), sees
+    them; everyone else learns ready / not ready."""
+    gateway: Gateway = make_gateway(policy=BASE, settings={
+        "server": {"trusted_proxies": ["127.0.0.1/32"]}, "metrics": {"allow": ["127.0.0.1/32", "10.0.0.0/8"]}})
+    outsider = {"X-Forwarded-For": "203.0.113.9"}  # through the trusted proxy: not on the list
+    operator = {"X-Forwarded-For": "10.1.2.3"}  # through the trusted proxy: on the list
+
+    def readyz(headers: dict[str, str]) -> httpx.Response:
+        return httpx.get(gateway.url + "/.gateway/readyz", headers=headers, timeout=10)
+
+    ready = readyz(outsider)
+    assert ready.status_code == 200 and ready.json() == {"ready": True}
+    assert ready.headers["cache-control"] == "no-store"
+    assert readyz(operator).json()["problems"] == []
+
+    (gateway.directory / "policies" / "broken.yaml").write_text(BROKEN)
+    wait_until(lambda: readyz(operator).status_code == 503, "readyz not ready", timeout=RELOAD_DEADLINE)
+    details = readyz(operator).json()
+    assert details["ready"] is False and any("broken.yaml:3" in p for p in details["problems"])
+    assert str(gateway.directory) in readyz(operator).text  # the operator is told where
+
+    hidden = readyz(outsider)
+    assert hidden.status_code == 503 and hidden.json() == {"ready": False}
+    for secret in ("broken.yaml", "everybody", "policies", str(gateway.directory), "/tmp", "problems"):
+        assert secret not in hidden.text, secret
+    # The peer alone (loopback, on the list) does not make a forwarded outsider an operator.
+    assert readyz({"X-Forwarded-For": "127.0.0.1, 203.0.113.9"}).json() == {"ready": False}
+

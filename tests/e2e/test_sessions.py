@@ -280,6 +280,19 @@ def test_audit_trail_and_no_secrets_in_logs(make_gateway: Any) -> None:
         assert value not in log
 
 
+def test_a_password_typed_as_the_user_name_is_never_logged(make_gateway: Any) -> None:
+    """Failed and throttled sign-ins with an unknown name log a fingerprint of it, never the text."""
+    gateway = make_gateway()
+    typed = "Tr0ub4dor-and-3-horses"
+    with gateway.client() as client:
+        statuses = [_wrong(client, typed).status_code for _ in range(6)]
+    assert 401 in statuses and 429 in statuses  # both lines were written
+    wait_until(lambda: '"event": "signin.throttled"' in gateway.log(), "the throttled sign-in logged", timeout=3)
+    log = gateway.log()
+    assert typed not in log and typed.lower() not in log
+    assert '"attempted": "sha256:' in log
+
+
 @pytest.mark.parametrize("setting", [{"bind": "sometimes"}, {"remember_lifetime": "forever"}])
 def test_session_settings_are_validated(make_gateway: Any, setting: dict[str, str]) -> None:
     gateway = make_gateway(settings={"session": setting}, start=False)

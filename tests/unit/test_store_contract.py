@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -220,12 +221,100 @@ async def test_idle_clock_is_written_at_most_once_a_minute(store: Store) -> None
     for _ in range(59):  # a request a second for 59 seconds: no write
         clock.now += 1
         assert await sessions.resolve(sid) is not None
+    await sessions.idle_clock.flush()
     record = await store.get_session(hash_session_id(sid))
     assert record is not None and record.last_seen == started
     clock.now += 1
     await sessions.resolve(sid)
+    assert sessions.idle_clock.pending == 1  # noted by the request, written behind it
+    for _ in range(30):  # many requests, one refresh
+        await sessions.resolve(sid)
+    await sessions.idle_clock.flush()
     record = await store.get_session(hash_session_id(sid))
     assert record is not None and record.last_seen == clock.now
+
+
+class BusyTouches:
+    """The store as another worker holding its write lock makes it look to idle-clock refreshes:
+    they fail (``busy``) or hang until let through (``gate``). Everything else passes through."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.busy = False
+        self.gate: asyncio.Event | None = None
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def _wait_or_fail(self) -> None:
+        if self.busy:
+            raise sqlite3.OperationalError("database is locked")
+        if self.gate is not None:
+            await self.gate.wait()
+
+    async def touch_session(self, id_hash: str, now: float) -> None:
+        await self._wait_or_fail()
+        self.writes += 1
+        await self.store.touch_session(id_hash, now)
+
+    async def touch_sessions(self, seen: Mapping[str, float]) -> None:
+        await self._wait_or_fail()
+        self.writes += 1
+        await self.store.touch_sessions(seen)
+
+
+async def test_the_idle_clock_refresh_never_changes_validity(store: Store) -> None:
+    """Issue 11: requests failed (503, or 401 for a valid session) when the refresh due a minute
+    after sign-in met another worker's lock. The refresh may be late or fail; the request and the
+    session's validity may not notice."""
+    clock = Clock()
+    busy = BusyTouches(store)
+    # A 240 s idle timeout: the idle clock is refreshed every 60 s.
+    sessions = SessionManager(busy, SessionSettings(True, idle_timeout=240, absolute_timeout=3600),  # type: ignore[arg-type]
+                              clock=clock)
+    user = await store.add_user("ida", "h", (), 0.0)
+    sid = await sessions.start(user, "", "")
+    signed_in = clock.now
+
+    busy.busy = True
+    clock.now += 60  # the refresh is due, and the store refuses it
+    assert await sessions.resolve(sid) is not None
+    with pytest.raises(sqlite3.OperationalError):
+        await sessions.idle_clock.flush()  # the write failed: kept for the next attempt
+    refreshed = clock.now
+    clock.now = signed_in + 239 + 60  # idle by the stored row, alive by the refresh that was made
+    assert await sessions.resolve(sid) is not None
+
+    busy.busy, busy.gate = False, asyncio.Event()
+    writing = asyncio.ensure_future(sessions.idle_clock.flush())  # the write is under way, not done
+    await asyncio.sleep(0)
+    for _ in range(5):
+        assert await sessions.resolve(sid) is not None
+    busy.gate.set()
+    await writing
+    assert busy.writes == 1
+    record = await store.get_session(hash_session_id(sid))
+    assert record is not None and record.last_seen == clock.now > refreshed  # the newest refresh, once
+    clock.now += 239
+    assert await sessions.resolve(sid) is not None
+    clock.now += 241  # and idleness still ends it
+    assert await sessions.resolve(sid) is None
+
+
+async def test_a_busy_store_never_ends_a_live_session_early(store: Store) -> None:
+    """Deleting a dead session is best effort; a live one is never deleted because a write failed."""
+    clock = Clock()
+    busy = BusyTouches(store)
+    sessions = SessionManager(busy, SessionSettings(True, idle_timeout=240, absolute_timeout=3600),  # type: ignore[arg-type]
+                              clock=clock)
+    user = await store.add_user("ivo", "h", (), 0.0)
+    sid = await sessions.start(user, "", "")
+    busy.busy = True
+    for _ in range(20):  # refreshes due all along, none stored
+        clock.now += 100
+        assert await sessions.resolve(sid) is not None
+    assert await store.get_session(hash_session_id(sid)) is not None
 
 
 async def test_listings_show_only_live_sessions_and_purge_removes_dead_ones(store: Store) -> None:

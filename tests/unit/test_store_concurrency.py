@@ -1,0 +1,104 @@
+"""Two processes' stores on one SQLite file, writing at once: nobody may see `database is locked`.
+
+Two gateway workers (and the CLI) share the file. Issue 10 saw sign-ins answer 500 and issue 11
+saw proxied requests answer 503 when the throttle's writes or the idle clock's refresh met the
+other worker's lock. These run the same writes, many at a time, through two connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.auth.throttle import WINDOW
+from gateway.store.base import AuditRecord
+from gateway.store.sqlite import SqliteStore
+
+TASKS = 16  # per store, all at once
+ROUNDS = 25  # each task's writes, one after another
+
+
+@pytest.fixture
+async def two_workers(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
+    """Both as a serving worker opens it: with the session cache on."""
+    path = tmp_path / "shared.db"
+    first, second = SqliteStore(path, session_cache_ttl=0.75), SqliteStore(path, session_cache_ttl=0.75)
+    await first.open()
+    await second.open()
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def _hammer(store: SqliteStore, worker: int, task: int, session: str, now: Callable[[], float]) -> None:
+    """What one worker's requests do to the store: read the session, refresh its idle clock, reserve,
+    give back and clear throttle counters, write audit rows."""
+    keys = [f"account:user{task}", f"client:10.{worker}.0.{task}"]
+    for _ in range(ROUNDS):
+        assert await store.get_session(session) is not None
+        await store.touch_session(session, now())
+        await store.reserve_attempt(keys, now(), WINDOW, lambda states: 0.0)
+        await store.release_attempt(keys[:1])
+        await store.record_failure(keys[1:], now(), WINDOW)
+        await store.clear_throttle(keys[1:])
+        await store.add_audit([AuditRecord(now(), "test.event", f"user{task}", None, "{}")])
+
+
+async def test_parallel_refreshes_and_throttle_writes_never_meet_a_lock(
+    two_workers: tuple[SqliteStore, SqliteStore],
+) -> None:
+    first, second = two_workers
+    user = await first.add_user("alice", "h", (), 0.0)
+    await first.create_session("s1", user.id, 0.0, "", "")
+    ticks = iter(range(1, 1_000_000))
+
+    def now() -> float:
+        return float(next(ticks))
+
+    jobs: list[Awaitable[None]] = [
+        _hammer(store, worker, task, "s1", now)
+        for worker, store in enumerate((first, second)) for task in range(TASKS)
+    ]
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
+    assert not errors, errors
+    record = await second.get_session("s1")
+    assert record is not None and record.last_seen > 0.0
+
+
+def _version_1_store(path: Path) -> None:
+    """A store as the first release left it (no session persistence or binding columns)."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+            " password_hash TEXT NOT NULL, roles TEXT NOT NULL DEFAULT '', disabled INTEGER NOT NULL DEFAULT 0,"
+            " created_at REAL NOT NULL);"
+            "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id)"
+            " ON DELETE CASCADE, created_at REAL NOT NULL, auth_time REAL NOT NULL, last_seen REAL NOT NULL,"
+            " client TEXT NOT NULL DEFAULT '', user_agent TEXT NOT NULL DEFAULT '');"
+            "PRAGMA user_version=1;"
+        )
+    conn.close()
+
+
+async def test_processes_opening_an_old_store_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """The version is read and the migration written in one IMMEDIATE transaction: a second process
+    opening the file at the same moment waits and finds it migrated (it used to add the same
+    columns again and fail to start)."""
+    path = tmp_path / "old.db"
+    _version_1_store(path)
+    stores = [SqliteStore(path) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(store.open() for store in stores), return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        user = await stores[0].add_user("alice", "h", (), 0.0)
+        await stores[1].create_session("s1", user.id, 0.0, "", "", persistent=True)
+        record = await stores[2].get_session("s1")
+        assert record is not None and record.persistent
+    finally:
+        for store in stores:
+            await store.close()
