@@ -54,6 +54,19 @@ SHADOWED = [
                            "/a/**  deny: true"], True, [8]),
     ("case-kept-no-cover", ["/A  allow: anyone", "/a/  allow: anyone", "/A/*/**  allow: anyone",
                             "/a/**  deny: true"], False, []),
+    ("prefix-alone", ["/hr*/**  roles: [hr]", "/**  allow: authenticated"], False, []),
+    ("prefix-globstar-covered-by-three", ["/hr*  allow: anyone", "/hr*/  allow: anyone", "/hr*/*/**  allow: anyone",
+                                          "/hr*/**  deny: true"], False, [8]),
+    ("prefix-globstar-covers-star-globstar-partly", ["/a*/**  allow: anyone", "/*/**  deny: true"], False, []),
+    ("star-not-covered-by-prefixes", ["/a*  deny: true", "/b*  deny: true", "/*  allow: anyone"], False, []),
+    ("shorter-prefix-not-covered-by-longer", ["/hr.*/**  deny: true", "/hr*/**  allow: anyone"], False, []),
+    ("prefix-not-covered-by-literal", ["/hr/**  deny: true", "/hr*/**  allow: anyone"], False, []),
+    ("star-globstar-under-prefix-covered", ["/a*  allow: anyone", "/a*/  allow: anyone", "/a*/*/**  allow: anyone",
+                                            "/a*/**  deny: true", "/*/**  deny: true"], False, [8]),
+    ("folded-prefix-cover", ["/HR*  allow: anyone", "/hr*/  allow: anyone", "/Hr*/*/**  allow: anyone",
+                             "/hr*/**  deny: true"], True, [8]),
+    ("unfolded-prefix-no-cover", ["/HR*  allow: anyone", "/hr*/  allow: anyone", "/Hr*/*/**  allow: anyone",
+                                  "/hr*/**  deny: true"], False, []),
 ]  # fmt: skip
 
 
@@ -94,6 +107,13 @@ def test_same_pattern_rules_win_together() -> None:
 def test_fresh_witnesses_avoid_literals_that_look_like_them() -> None:
     # A literal spelled like the first fresh segment must not make "/*" look alive through it.
     policy = parse_policy({"p.yaml": rules_yaml("/\u2063w1  allow: anyone", "/*  deny: true")})
+    assert dead(policy) == []
+
+
+def test_fresh_witnesses_avoid_prefixes_that_catch_them() -> None:
+    # A prefix spelled with the witnesses' first character must not make "/*" look dead either.
+    policy = parse_policy({"p.yaml": rules_yaml("/\u2063*  allow: anyone", "/\u2063w*/**  allow: anyone",
+                                                "/*  deny: true")})  # fmt: skip
     assert dead(policy) == []
 
 
@@ -150,6 +170,37 @@ def make_policy(texts: list[str], case_insensitive: bool) -> Policy:
 def test_shadowed_rules_agree_with_brute_force(texts: list[str], case_insensitive: bool) -> None:
     policy = make_policy(texts, case_insensitive)
     winners = {id(rule) for path in ALL_PATHS for rule in winning_rules(policy, path)}
+    flagged = set(dead(policy))
+    for rule in policy.rules:
+        assert ((rule.file, rule.line) in flagged) is (id(rule) not in winners), rule.pattern
+
+
+# The same with prefixes. Every class of segment the patterns can tell apart has a name here: "a" (literal
+# a, prefix a*), "A", "ab" (a* and ab*), "ax" (a* alone), "Ab" (A* alone) and "c" (only *).
+PREFIX_LETTERS = ["a", "*", "a*", "ab*", "A*"]
+PREFIX_ALPHABET = ["a", "A", "ab", "ax", "Ab", "c"]
+PREFIX_PATHS = ["/"] + [
+    "/" + "/".join(names) + slash
+    for depth in range(1, 5)
+    for names in itertools.product(PREFIX_ALPHABET, repeat=depth)
+    for slash in ("", "/")
+]
+PREFIX_NEAR = [(), ("*",), ("a",), ("a*",), ("ab*",), ("*", "*"), ("a*", "*"), ("*", "a*")]
+
+
+@st.composite
+def prefix_policy_texts(draw: st.DrawFn) -> list[str]:
+    base = draw(st.lists(st.sampled_from(["a", "a*", "A*", "*"]), max_size=1))
+    near = sorted({pattern_text(base + list(tail), end) for tail in PREFIX_NEAR for end in ENDS})
+    extra = st.builds(pattern_text, st.lists(st.sampled_from(PREFIX_LETTERS), max_size=3), st.sampled_from(ENDS))
+    return draw(st.lists(st.sampled_from(near), unique=True, min_size=4, max_size=12)) + draw(st.lists(extra, max_size=4))
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix_policy_texts(), st.booleans())
+def test_shadowed_rules_with_prefixes_agree_with_brute_force(texts: list[str], case_insensitive: bool) -> None:
+    policy = make_policy(texts, case_insensitive)
+    winners = {id(rule) for path in PREFIX_PATHS for rule in winning_rules(policy, path)}
     flagged = set(dead(policy))
     for rule in policy.rules:
         assert ((rule.file, rule.line) in flagged) is (id(rule) not in winners), rule.pattern
