@@ -176,7 +176,7 @@ def explain(
 
 def describe_rule(rule: Rule) -> str:
     """``FILE:LINE  paths PATTERN ACCESS [methods ...] [fresh ...]  "name"``: a rule as the operator wrote it."""
-    parts = [f"{rule.where}  paths {rule.pattern} {_describe_access(rule)}"]
+    parts = [f"{rule.where}  paths {rule.pattern} {describe_access(rule)}"]
     if rule.methods is not None:
         parts.append(f"methods [{', '.join(sorted(rule.methods))}]")
     if rule.fresh is not None:
@@ -185,7 +185,8 @@ def describe_rule(rule: Rule) -> str:
     return f'{text}  "{rule.name}"' if rule.name else text
 
 
-def _describe_access(rule: Rule) -> str:
+def describe_access(rule: Rule) -> str:
+    """``roles [a, b]``, ``deny``, ``allow anyone`` or ``allow authenticated``."""
     if rule.access is Access.ROLES:
         return f"roles [{', '.join(sorted(rule.roles))}]"
     if rule.access is Access.DENY:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from gateway.policy import Outcome, Policy, Principal, parse_policy, winning_rules
 from gateway.policy.analysis import Explanation, describe_rule, explain, shadowed_rules, unheld_roles
+from gateway.policy.lookalikes import lookalike_siblings
 from gateway.policy.model import Access, Rule
 from gateway.policy.patterns import parse_pattern
 
@@ -415,3 +416,118 @@ def test_explanation_is_frozen_data() -> None:
 def test_describe_rule(text: str, expected: str) -> None:
     (rule,) = parse_policy({"p.yaml": "rules:\n" + text}).rules
     assert describe_rule(rule) == expected
+
+
+# ---- lookalike_siblings -----------------------------------------------------------------------------------
+
+# (id, rules as "paths  access" lines, case_insensitive, lines of the rules warned about)
+LOOKALIKES = [
+    # Datasette serves table hr at /hr, /hr.csv, /hr.json, /hr.JSON: the obvious policy leaks it.
+    ("datasette-obvious", ["/**  allow: authenticated", "/hr/**  roles: [hr]"], False, [4]),
+    ("prefix-pattern-used", ["/**  allow: authenticated", "/hr*/**  roles: [hr]"], False, []),
+    ("no-catch-all", ["/hr/**  roles: [hr]", "/static/**  allow: anyone", "/app/**  allow: authenticated"], False,
+     []),
+    ("deny", ["/**  allow: authenticated", "/internal/**  deny: true"], False, [4]),
+    ("sign-in-under-anyone", ["/**  allow: anyone", "/app/**  allow: authenticated"], False, [4]),
+    ("public-under-sign-in", ["/**  allow: authenticated", "/static/**  allow: anyone"], False, []),
+    ("same-roles", ["/**  roles: [hr]", "/hr/**  roles: [hr]"], False, []),
+    ("broader-roles-fewer", ["/**  roles: [hr]", "/hr/**  roles: [hr, admin]"], False, []),
+    ("broader-roles-other", ["/**  roles: [staff]", "/hr/**  roles: [hr]"], False, [4]),
+    ("broader-deny", ["/**  deny: true", "/hr/**  roles: [hr]"], False, []),
+    ("nested", ["/**  allow: authenticated", "/db/*/salaries/**  deny: true"], False, [4]),
+    ("broader-prefix", ["/h*/**  allow: authenticated", "/hr/**  roles: [hr]"], False, [4]),
+    # A rule that does not cover /hr itself was written for the look-alikes: the operator chose.
+    ("look-alikes-chosen", ["/hr.*/**  allow: authenticated", "/hr/**  roles: [hr]"], False, []),
+    ("prefix-beside-literal", ["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr*/**  roles: [hr]",
+                               "/HR*/**  roles: [hr]"], False, []),
+    ("case-left-open", ["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr*/**  roles: [hr]"], False, [4]),
+    ("case-folded-by-policy", ["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr*/**  roles: [hr]"], True,
+     []),
+    ("datasette-case-insensitive", ["/**  allow: authenticated", "/hr/**  roles: [hr]"], True, [4]),
+    ("star-and-globstar-guard-nothing", ["/**  allow: authenticated", "/*/**  roles: [hr]", "/a/*/**  deny: true"],
+     False, []),
+    ("dead-rule-left-to-shadowed", ["/**  allow: authenticated", "/a  deny: true", "/a/  deny: true",
+                                    "/a/*/**  deny: true", "/a/**  deny: true"], False, []),
+]  # fmt: skip
+
+
+def lookalike_lines(policy: Policy) -> list[int]:
+    return [p.line for p in lookalike_siblings(policy)]
+
+
+@pytest.mark.parametrize(("lines", "case_insensitive", "expected"), [c[1:] for c in LOOKALIKES],
+                         ids=[c[0] for c in LOOKALIKES])  # fmt: skip
+def test_lookalike_siblings(lines: list[str], case_insensitive: bool, expected: list[int]) -> None:
+    policy = parse_policy({"p.yaml": rules_yaml(*lines)}, case_insensitive=case_insensitive)
+    assert lookalike_lines(policy) == expected
+
+
+DATASETTE = parse_policy({"p.yaml": rules_yaml("/**  allow: authenticated", "/hr/**  roles: [hr]")})
+
+
+def test_lookalike_message_names_both_rules_and_the_fix() -> None:
+    (problem,) = lookalike_siblings(DATASETTE)
+    assert (problem.file, problem.line) == ("p.yaml", 4)
+    assert problem.message == (
+        "'/hr/**' guards /hr but not look-alikes such as /hr.csv, /hr.json, /hr%20, /HR: the broader rule "
+        "p.yaml:2 ('/**' allow authenticated) decides those and lets in users '/hr/**' refuses, and apps often "
+        "serve one resource under several such URLs; use '/hr*/**' (and [policy] case_insensitive = true if the "
+        "app ignores case), or an allow-list without a catch-all"
+    )
+
+
+def test_every_lookalike_shown_is_really_open() -> None:
+    # The warning is a proof: a user without hr opens each URL shown and is refused at /hr.
+    staff = Principal("sam", frozenset({"staff"}), auth_time=NOW)
+    for url in ("/hr.csv", "/hr.json", "/hr%20", "/HR"):
+        assert explain(DATASETTE, "GET", url, staff, allow_params=False).outcome == "allow", url
+    assert explain(DATASETTE, "GET", "/hr", staff, allow_params=False).outcome == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("lines", "case_insensitive", "shown", "advice"),
+    [
+        (["/**  allow: authenticated", "/hr/**  roles: [hr]"], True, "/hr.csv, /hr.json:", "use '/hr*/**', or"),
+        (["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr*/**  roles: [hr]"], False, "/HR:",
+         "set [policy] case_insensitive = true if the app ignores case, or"),
+        (["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr.csv  allow: authenticated"], False,
+         "/hr.json, /hr%20, /HR:", "use '/hr*/**' (and"),
+        (["/**  allow: authenticated", "/db/*/salaries/**  deny: true"], False,
+         "/db/*/salaries.csv, /db/*/salaries.json, /db/*/salaries%20, /db/*/SALARIES:", "use '/db/*/salaries*/**'"),
+        (["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr.*/**  roles: [hr]", "/HR*/**  roles: [hr]"], False,
+         "/hr%20, /hr-x:", "use '/hr*/**', or"),
+        (["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr  allow: authenticated"], False,
+         "/hr.csv/…, /hr.json/…", "guards /hr/… but"),
+    ],
+    ids=["no-case-or-space-when-folded", "case-only", "chosen-literal-not-shown", "nested", "other-suffixes",
+         "home-below-x"],
+)  # fmt: skip
+def test_lookalike_message_shows_what_leaks(lines: list[str], case_insensitive: bool, shown: str, advice: str) -> None:
+    (problem,) = lookalike_siblings(parse_policy({"p.yaml": rules_yaml(*lines)}, case_insensitive=case_insensitive))
+    assert f"such as {shown}" in problem.message
+    assert advice in problem.message
+
+
+def test_lookalike_compares_methods_and_freshness() -> None:
+    def warned(text: str) -> list[int]:
+        return lookalike_lines(parse_policy({"p.yaml": "rules:\n" + text}))
+
+    catch_all = "  - paths: ['/**']\n    allow: authenticated\n"
+    # Fresh sign-in required at /admin, any sign-in at /admin.json.
+    assert warned(catch_all + "  - paths: ['/admin/**']\n    allow: authenticated\n    fresh: 5m\n") == [4]
+    assert warned("  - paths: ['/**']\n    allow: authenticated\n    fresh: 5m\n"
+                  "  - paths: ['/admin/**']\n    allow: authenticated\n    fresh: 5m\n") == []  # fmt: skip
+    assert warned("  - paths: ['/**']\n    allow: authenticated\n    fresh: 1m\n"
+                  "  - paths: ['/admin/**']\n    allow: authenticated\n    fresh: 5m\n") == []  # fmt: skip
+    # Read-only for analysts at /reports: a GET of /reports.json by anyone signed in is the leak.
+    assert warned(catch_all + "  - paths: ['/reports/**']\n    methods: [GET]\n    roles: [analyst]\n") == [4]
+    # The catch-all only takes POST from hr users: nobody gains at the look-alikes.
+    assert warned("  - paths: ['/**']\n    methods: [POST]\n    roles: [hr]\n"
+                  "  - paths: ['/hr/**']\n    roles: [hr]\n") == []  # fmt: skip
+    # Two rules share /hr/**: the one refusing the leaking method is named.
+    assert warned(catch_all + "  - paths: ['/hr/**']\n    methods: [GET]\n    allow: authenticated\n"
+                  "  - paths: ['/hr/**']\n    methods: [POST]\n    roles: [hr]\n") == [7]  # fmt: skip
+
+
+def test_no_rules_no_lookalikes() -> None:
+    assert lookalike_siblings(parse_policy({"p.yaml": "rules: []\n"})) == []
