@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from textwrap import dedent
 
 import pytest
@@ -531,3 +532,59 @@ def test_lookalike_compares_methods_and_freshness() -> None:
 
 def test_no_rules_no_lookalikes() -> None:
     assert lookalike_siblings(parse_policy({"p.yaml": "rules: []\n"})) == []
+
+
+# ---- the README's Datasette example: what it promises is what the engine does ------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_block(first_line: str, language: str = "yaml") -> str:
+    """The README code block whose first line starts with ``first_line``."""
+    blocks = README.read_text(encoding="utf-8").split("```" + language + "\n")[1:]
+    (block,) = [b.split("```", 1)[0] for b in blocks if b.startswith(first_line)]
+    return block
+
+
+def test_readme_obvious_datasette_policy_warns_as_shown() -> None:
+    obvious = readme_block('rules:\n  - paths: ["/**"]\n    allow: authenticated       # everything else')
+    (problem,) = lookalike_siblings(parse_policy({"policies/main.yaml": obvious}))
+    shown = readme_block("policies/main.yaml:4: warning:", language="").strip()
+    assert f"{problem.file}:{problem.line}: warning: {problem.message}" == shown
+
+
+RECOMMENDED_DATASETTE = [
+    # (target, roles or None for anonymous, allowed)
+    ("/", [], True),
+    ("/-/static/app.css", [], True),
+    ("/public", [], True),
+    ("/public.json", [], True),
+    ("/public.csv?sql=select+1", [], True),
+    ("/public/things.csv", [], True),
+    ("/publicity_budget", [], False),
+    ("/hr", [], False),
+    ("/hr.csv?sql=select+*+from+salaries", [], False),
+    ("/hr.json", [], False),
+    ("/hr.JSON", [], False),
+    ("/hr.db", [], False),
+    ("/hr/employees.csv", [], False),
+    ("/~68r/employees.csv", [], False),
+    ("/%7E68r/employees.csv", [], False),
+    ("/HR", [], False),
+    ("/hr%20", [], False),
+    ("/-/databases.json", [], False),
+    ("/_memory?sql=select+*+from+hr.salaries", [], False),
+    ("/hr.csv", ["hr"], True),
+    ("/hr/employees", ["hr"], True),
+    ("/~68r/employees.csv", ["hr"], False),  # no role opens a shape nobody listed
+    ("/public", None, False),
+]
+
+
+def test_readme_recommended_datasette_policy() -> None:
+    policy = parse_policy({"policies/main.yaml": readme_block("# Datasette behind the gateway")})
+    assert shadowed_rules(policy) == [] and lookalike_siblings(policy) == []
+    for target, roles, allowed in RECOMMENDED_DATASETTE:
+        who = None if roles is None else Principal("sam", frozenset(roles), auth_time=NOW)
+        result = explain(policy, "GET", target, who, allow_params=False, now=NOW)
+        assert (result.outcome == "allow") is allowed, (target, roles, result.lines())
