@@ -133,7 +133,8 @@ def _methods(rules: Iterable[Rule]) -> list[str]:
 
 
 def _least_privileged(rule: Rule) -> list[Principal | None]:
-    """The weakest principals ``rule`` lets in: whoever else it lets in holds more than one of them.
+    """The weakest principals ``rule`` lets in: anyone else it lets in has at least one of their roles
+    and a sign-in at least as recent.
 
     Access only grows with roles and with a more recent sign-in, so if anyone is let in at the
     look-alike and refused at home, one of these is too.
