@@ -47,6 +47,7 @@ from gateway.init import (
 )
 from gateway.policy import PolicyError, Principal, load_policy
 from gateway.policy.analysis import explain, shadowed_rules, unheld_roles
+from gateway.policy.lookalikes import lookalike_siblings
 from gateway.store.base import AuditRecord, SessionRecord, StoreError
 from gateway.store.sqlite import SqliteStore
 
@@ -341,7 +342,8 @@ def policy_check(ctx: click.Context, directory: str | None) -> None:
     """Validate every policy file; print each problem as FILE:LINE: message.
 
     Errors (exit 2) stop the gateway from loading the policy. Warnings (exit 0) name rules that can
-    never decide anything and roles that no user holds."""
+    never decide anything, restricted paths (/X/**) whose look-alikes (/X.csv, /X%20, /x) a broader
+    rule lets through, and roles that no user holds."""
     folder, case_insensitive, _, settings = _policy_settings(ctx, directory)
     if report_policy(folder, case_insensitive, settings) != 0:
         sys.exit(2)
@@ -356,7 +358,7 @@ def report_policy(folder: Path, case_insensitive: bool, settings: Settings | Non
             click.echo(f"{problem.file}:{problem.line}: error: {problem.message}")
         click.echo(f"{len(exc.problems)} error(s): the policy cannot be loaded", err=True)
         return 2
-    findings = [*loaded.warnings, *shadowed_rules(loaded)]
+    findings = [*loaded.warnings, *shadowed_rules(loaded), *lookalike_siblings(loaded)]
     held = _held_roles(settings)
     if held is not None:
         findings.extend(unheld_roles(loaded, held))

@@ -193,7 +193,7 @@ rules:
     allow: authenticated
 
   - name: "administration: admins only"
-    paths: ["/admin/**"]
+    paths: ["/admin*/**"]      # admin* also takes /admin.json, /admin.csv...: apps serve /admin there too
     roles: [admin]
     # fresh: 15m               # optional: ask for the password again after 15 minutes
 

@@ -6,16 +6,14 @@ Pure functions over a ``Policy``: no I/O and no framework import, so ``gateway p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.policy.engine import decide, winning_rules
 from gateway.policy.model import Access, Decision, Outcome, Policy, Principal, Problem, Rule
 from gateway.policy.paths import CanonicalPath, PathError, canonicalize, origin_form
-from gateway.policy.patterns import STAR, Pattern, parse_pattern
-
-# An invisible separator: no operator writes it, and a clash with a literal is checked for anyway.
-_FRESH_BASE = "\u2063w"
+from gateway.policy.patterns import Pattern, parse_pattern
+from gateway.policy.witnesses import FreshNames, pattern_depth, witnesses
 
 _Key = tuple[tuple[str, ...], bool]  # Pattern.key(): equal keys match exactly the same paths
 
@@ -23,12 +21,10 @@ _Key = tuple[tuple[str, ...], bool]  # Pattern.key(): equal keys match exactly t
 def shadowed_rules(policy: Policy) -> list[Problem]:
     """A warning for every rule whose pattern can never be the most specific match of any path."""
     patterns = {id(rule): parse_pattern(rule.pattern) for rule in policy.rules}
-    fold = policy.case_insensitive
-    keys = {rule_id: pattern.key(fold) for rule_id, pattern in patterns.items()}
-    literals = {_fold(s, fold) for p in patterns.values() for s in p.segments if s != STAR}
+    keys = {rule_id: pattern.key(policy.case_insensitive) for rule_id, pattern in patterns.items()}
+    names = FreshNames(patterns.values(), policy.case_insensitive)
     # Witness tails deeper than the deepest pattern are all matched by the same (globstar) patterns.
-    depth = max((len(p.segments) for p in patterns.values()), default=0)
-    fresh = _fresh_segments(literals, depth + 2, fold)
+    depth = pattern_depth(patterns.values())
     patterns_per_rule: dict[tuple[str, int], int] = {}
     for rule in policy.rules:
         patterns_per_rule[rule.file, rule.line] = patterns_per_rule.get((rule.file, rule.line), 0) + 1
@@ -38,7 +34,7 @@ def shadowed_rules(policy: Policy) -> list[Problem]:
     for rule in policy.rules:
         key = keys[id(rule)]
         if key not in verdicts:
-            verdicts[key] = _shadowing_rule(policy, patterns[id(rule)], keys, fresh, depth)
+            verdicts[key] = _shadowing_rule(policy, patterns[id(rule)], keys, names, depth)
         shadow = verdicts[key]
         if shadow is None:
             continue
@@ -49,11 +45,13 @@ def shadowed_rules(policy: Policy) -> list[Problem]:
     return problems
 
 
-def _shadowing_rule(policy: Policy, pattern: Pattern, keys: dict[int, _Key], fresh: list[str], depth: int) -> Rule | None:
+def _shadowing_rule(
+    policy: Policy, pattern: Pattern, keys: dict[int, _Key], names: FreshNames, depth: int
+) -> Rule | None:
     """None if ``pattern`` wins on one of its witnesses, else a rule that beats it on the first one."""
     key = pattern.key(policy.case_insensitive)
     shadow: Rule | None = None
-    for path in _witnesses(pattern, fresh, depth):
+    for path in witnesses(pattern, names, depth):
         winners = winning_rules(policy, path)
         # The pattern matches its own witnesses, so an empty answer is impossible; if it ever came,
         # saying nothing beats a false warning.
@@ -61,39 +59,6 @@ def _shadowing_rule(policy: Policy, pattern: Pattern, keys: dict[int, _Key], fre
             return None
         shadow = shadow or winners[0]
     return shadow
-
-
-def _witnesses(pattern: Pattern, fresh: list[str], depth: int) -> Iterator[str]:
-    """Paths standing for every path the pattern matches, as far as the winning pattern is concerned.
-
-    A fresh segment equals no literal, so only ``*`` and ``**`` match it: swapping any matched segment
-    for a fresh one can only drop competitors, never add one. That leaves the tail length below a
-    ``/**``, which only matters up to one segment past the deepest pattern.
-    """
-    names = [fresh[i] if s == STAR else s for i, s in enumerate(pattern.segments)]
-    if not pattern.globstar:
-        yield "/" + "/".join(names)
-        return
-    for extra in range(max(depth - len(names), 0) + 2):
-        tail = fresh[len(names) : len(names) + extra]
-        segments = names + tail
-        if segments:  # "/**" has no path without a tail: "/" is its trailing-slash form
-            yield "/" + "/".join(segments)
-        yield "/" + "/".join([*segments, ""])
-
-
-def _fresh_segments(literals: set[str], count: int, fold: bool) -> list[str]:
-    result: list[str] = []
-    for index in range(1, count + 1):
-        candidate = f"{_FRESH_BASE}{index}"
-        while _fold(candidate, fold) in literals:
-            candidate += "\u2063"
-        result.append(candidate)
-    return result
-
-
-def _fold(text: str, fold: bool) -> str:
-    return text.casefold() if fold else text
 
 
 def unheld_roles(policy: Policy, held: Iterable[str]) -> list[Problem]:
@@ -211,7 +176,7 @@ def explain(
 
 def describe_rule(rule: Rule) -> str:
     """``FILE:LINE  paths PATTERN ACCESS [methods ...] [fresh ...]  "name"``: a rule as the operator wrote it."""
-    parts = [f"{rule.where}  paths {rule.pattern} {_describe_access(rule)}"]
+    parts = [f"{rule.where}  paths {rule.pattern} {describe_access(rule)}"]
     if rule.methods is not None:
         parts.append(f"methods [{', '.join(sorted(rule.methods))}]")
     if rule.fresh is not None:
@@ -220,7 +185,8 @@ def describe_rule(rule: Rule) -> str:
     return f'{text}  "{rule.name}"' if rule.name else text
 
 
-def _describe_access(rule: Rule) -> str:
+def describe_access(rule: Rule) -> str:
+    """``roles [a, b]``, ``deny``, ``allow anyone`` or ``allow authenticated``."""
     if rule.access is Access.ROLES:
         return f"roles [{', '.join(sorted(rule.roles))}]"
     if rule.access is Access.DENY:

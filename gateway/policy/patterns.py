@@ -1,8 +1,9 @@
 """Policy path patterns: parsing, specificity and the compiled matcher.
 
-A pattern is a list of segments, each a literal or ``*`` (one whole non-empty segment), optionally ended by
-``/**`` (the path itself and everything below it). The most specific matching pattern wins; specificity
-compares segment ranks from the left: literal > ``*`` > pattern ended here > ``**``.
+A pattern is a list of segments, each a literal, a prefix ``name*`` (one whole segment starting with
+``name``) or ``*`` (one whole non-empty segment), optionally ended by ``/**`` (the path itself and
+everything below it). The most specific matching pattern wins; specificity compares segment ranks from
+the left: literal > prefix (the longer the more specific) > ``*`` > pattern ended here > ``**``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ if TYPE_CHECKING:
 STAR = "*"
 GLOBSTAR = "**"
 
-RANK_LITERAL = 3
+RANK_LITERAL = 4
+RANK_PREFIX = 3
 RANK_STAR = 2
 RANK_END = 1
 RANK_GLOBSTAR = 0
+
+# One segment's rank: (RANK_*, length of a prefix's literal part, else 0).
+Rank = tuple[int, int]
 
 _FORBIDDEN = re.compile(r"[%\\;?#]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -31,9 +36,23 @@ class PatternError(ValueError):
     """A pattern as written in a policy file is invalid; the message says why."""
 
 
+def is_prefix(segment: str) -> bool:
+    """True for a parsed prefix segment (``hr*``): parse_pattern keeps ``*`` out of literals."""
+    return len(segment) > 1 and segment[-1] == STAR
+
+
+def segment_matches(segment: str, name: str) -> bool:
+    """Whether one pattern segment matches one path segment (both folded alike)."""
+    if segment == STAR:
+        return name != ""
+    if is_prefix(segment):
+        return name.startswith(segment[:-1])
+    return segment == name
+
+
 @dataclass(frozen=True, slots=True)
 class Pattern:
-    segments: tuple[str, ...]  # literals, or STAR; "" only as a final segment (trailing slash)
+    segments: tuple[str, ...]  # literals, prefixes ("hr*") or STAR; "" only as a final segment
     globstar: bool  # ends with "/**"
 
     def key(self, case_insensitive: bool) -> tuple[tuple[str, ...], bool]:
@@ -42,10 +61,11 @@ class Pattern:
             return self.segments, self.globstar
         return tuple(s.casefold() for s in self.segments), self.globstar
 
-    @property
-    def specificity(self) -> tuple[int, ...]:
-        ranks = [RANK_STAR if s == STAR else RANK_LITERAL for s in self.segments]
-        ranks.append(RANK_GLOBSTAR if self.globstar else RANK_END)
+    def specificity(self, case_insensitive: bool = False) -> tuple[Rank, ...]:
+        """Sort key: of two patterns matching one path, the greater decides it."""
+        # Prefix lengths are compared folded: "ß*" matches what "ss*" matches, so it ranks like it.
+        ranks = [_rank(s) for s in self.key(case_insensitive)[0]]
+        ranks.append((RANK_GLOBSTAR if self.globstar else RANK_END, 0))
         return tuple(ranks)
 
     def matches(self, path: str, *, case_insensitive: bool = False) -> bool:
@@ -54,7 +74,15 @@ class Pattern:
         own = self.key(case_insensitive)[0]
         if len(segments) < len(own) or (len(segments) > len(own) and not self.globstar):
             return False
-        return all(p == s or (p == STAR and s != "") for p, s in zip(own, segments, strict=False))
+        return all(segment_matches(p, s) for p, s in zip(own, segments, strict=False))
+
+
+def _rank(segment: str) -> Rank:
+    if segment == STAR:
+        return RANK_STAR, 0
+    if is_prefix(segment):
+        return RANK_PREFIX, len(segment) - 1
+    return RANK_LITERAL, 0
 
 
 def parse_pattern(text: str) -> Pattern:
@@ -81,8 +109,10 @@ def parse_pattern(text: str) -> Pattern:
             raise PatternError("** is only allowed as the last segment (/**)")
         elif part in (".", ".."):
             raise PatternError("dot segments are not allowed in a pattern")
-        elif STAR in part and part != STAR:
-            raise PatternError("* must be a whole segment")
+        elif STAR in part[:-1]:
+            # Only a trailing * has a meaning; "*.js" or "a*b" would need a glob engine and a ranking
+            # nobody can predict, so they stay errors rather than literals with a surprising "*".
+            raise PatternError("* must be a whole segment (*) or end one (name*)")
     return Pattern(segments=tuple(parts), globstar=globstar)
 
 
@@ -94,13 +124,23 @@ def _split(path: str, case_insensitive: bool) -> list[str]:
 
 
 class _Node:
-    __slots__ = ("end", "globstar", "literals", "star")
+    __slots__ = ("end", "globstar", "literals", "prefix_lengths", "prefixes", "star")
 
     def __init__(self) -> None:
         self.literals: dict[str, _Node] = {}
+        self.prefixes: dict[str, _Node] = {}  # keyed by the characters before the "*"
+        self.prefix_lengths: tuple[int, ...] = ()  # distinct keys' lengths, longest (most specific) first
         self.star: _Node | None = None
         self.end: tuple[Rule, ...] = ()  # rules whose pattern ends exactly here
         self.globstar: tuple[Rule, ...] = ()  # rules whose pattern ends here with "/**"
+
+    def prefix_child(self, stem: str) -> _Node:
+        child = self.prefixes.get(stem)
+        if child is None:
+            child = self.prefixes[stem] = _Node()
+            if len(stem) not in self.prefix_lengths:
+                self.prefix_lengths = tuple(sorted((*self.prefix_lengths, len(stem)), reverse=True))
+        return child
 
 
 class Matcher:
@@ -119,6 +159,8 @@ class Matcher:
                     if node.star is None:
                         node.star = _Node()
                     node = node.star
+                elif is_prefix(segment):
+                    node = node.prefix_child(segment[:-1])
                 else:
                     node = node.literals.setdefault(segment, _Node())
             if pattern.globstar:
@@ -133,8 +175,8 @@ class Matcher:
 
 
 def _search(node: _Node, segments: list[str], depth: int, count: int) -> tuple[Rule, ...]:
-    # Children are tried in rank order (literal, star, ended, globstar), so the first complete match is
-    # the most specific one and nothing less specific is ever looked at.
+    # Children are tried in rank order (literal, prefixes longest first, star, ended, globstar), so the
+    # first complete match is the most specific one and nothing less specific is ever looked at.
     if depth < count:
         segment = segments[depth]
         child = node.literals.get(segment)
@@ -142,6 +184,17 @@ def _search(node: _Node, segments: list[str], depth: int, count: int) -> tuple[R
             found = _search(child, segments, depth + 1, count)
             if found:
                 return found
+        if node.prefix_lengths:
+            # One dict probe per distinct prefix length, not one test per prefix: a node with
+            # thousands of prefixes costs what one with a handful does.
+            size = len(segment)
+            for length in node.prefix_lengths:
+                if length <= size:
+                    child = node.prefixes.get(segment[:length])
+                    if child is not None:
+                        found = _search(child, segments, depth + 1, count)
+                        if found:
+                            return found
         if node.star is not None and segment:
             found = _search(node.star, segments, depth + 1, count)
             if found:

@@ -91,3 +91,50 @@ def test_explain_json_and_rejections(offline: Gateway) -> None:
     assert unknown.returncode == 1 and "no user named" in unknown.stderr
     both = offline.cli("policy", "explain", "GET", "/x", "--user", "ann", "--anonymous")
     assert both.returncode == 2
+
+
+# The policy a new user writes for a Datasette whose hr database only role hr may read.
+DATASETTE = """rules:
+  - paths: ["/**"]
+    allow: authenticated
+  - name: the hr database
+    paths: ["/hr/**"]
+    roles: [hr]
+"""
+
+
+def test_check_warns_about_lookalikes_and_the_prefix_silences_it(make_gateway: Any) -> None:
+    gateway: Gateway = make_gateway(policy=DATASETTE, users={"hal": "hr", "sam": "staff"}, start=False)
+    main = gateway.directory / "policies" / "main.yaml"
+    result = gateway.cli("policy", "check")
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning, not an error
+    (warning,) = [line for line in result.stdout.splitlines() if "look-alikes" in line]
+    assert warning.startswith(f"{main}:4: warning: '/hr/**' guards /hr but not look-alikes such as /hr.csv, /hr.json")
+    assert f"the broader rule {main}:2 ('/**' allow authenticated)" in warning
+    assert "use '/hr*/**'" in warning and "allow-list without a catch-all" in warning
+    assert "1 warning(s)" in result.stderr
+
+    main.write_text(DATASETTE.replace('"/hr/**"', '"/hr*/**"'))
+    result = gateway.cli("policy", "check")
+    assert result.returncode == 0 and "look-alikes" not in result.stdout, result.stdout
+    assert "warning" not in result.stdout
+
+
+@pytest.mark.parametrize(("target", "who", "decision"), [
+    ("/hr.csv", ["--user", "sam"], "forbidden (role required)"),
+    ("/hr.json?sql=select+*+from+salaries", ["--user", "sam"], "forbidden (role required)"),
+    ("/hr%2Ejson", ["--user", "sam"], "forbidden (role required)"),
+    ("/hr.csv", ["--user", "hal"], "allow"),
+    ("/hr.csv", ["--anonymous"], "sign-in required"),
+])  # fmt: skip
+def test_explain_names_the_prefix_rule(make_gateway: Any, target: str, who: list[str], decision: str) -> None:
+    gateway: Gateway = make_gateway(policy=DATASETTE.replace('"/hr/**"', '"/hr*/**"'),
+                                    users={"hal": "hr", "sam": "staff"}, start=False)
+    result = gateway.cli("policy", "explain", "GET", target, *who)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"decision:  {decision}" in lines
+    main = gateway.directory / "policies" / "main.yaml"
+    assert f'rule:      {main}:4  paths /hr*/** roles [hr]  "the hr database"' in lines
+    data = json.loads(gateway.cli("policy", "explain", "GET", target, *who, "--json").stdout)
+    assert (data["rule"]["pattern"], data["rule"]["line"]) == ("/hr*/**", 4)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from textwrap import dedent
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.policy import Outcome, Policy, Principal, parse_policy, winning_rules
 from gateway.policy.analysis import Explanation, describe_rule, explain, shadowed_rules, unheld_roles
+from gateway.policy.lookalikes import lookalike_siblings
 from gateway.policy.model import Access, Rule
 from gateway.policy.patterns import parse_pattern
 
@@ -54,6 +56,19 @@ SHADOWED = [
                            "/a/**  deny: true"], True, [8]),
     ("case-kept-no-cover", ["/A  allow: anyone", "/a/  allow: anyone", "/A/*/**  allow: anyone",
                             "/a/**  deny: true"], False, []),
+    ("prefix-alone", ["/hr*/**  roles: [hr]", "/**  allow: authenticated"], False, []),
+    ("prefix-globstar-covered-by-three", ["/hr*  allow: anyone", "/hr*/  allow: anyone", "/hr*/*/**  allow: anyone",
+                                          "/hr*/**  deny: true"], False, [8]),
+    ("prefix-globstar-covers-star-globstar-partly", ["/a*/**  allow: anyone", "/*/**  deny: true"], False, []),
+    ("star-not-covered-by-prefixes", ["/a*  deny: true", "/b*  deny: true", "/*  allow: anyone"], False, []),
+    ("shorter-prefix-not-covered-by-longer", ["/hr.*/**  deny: true", "/hr*/**  allow: anyone"], False, []),
+    ("prefix-not-covered-by-literal", ["/hr/**  deny: true", "/hr*/**  allow: anyone"], False, []),
+    ("star-globstar-under-prefix-covered", ["/a*  allow: anyone", "/a*/  allow: anyone", "/a*/*/**  allow: anyone",
+                                            "/a*/**  deny: true", "/*/**  deny: true"], False, [8]),
+    ("folded-prefix-cover", ["/HR*  allow: anyone", "/hr*/  allow: anyone", "/Hr*/*/**  allow: anyone",
+                             "/hr*/**  deny: true"], True, [8]),
+    ("unfolded-prefix-no-cover", ["/HR*  allow: anyone", "/hr*/  allow: anyone", "/Hr*/*/**  allow: anyone",
+                                  "/hr*/**  deny: true"], False, []),
 ]  # fmt: skip
 
 
@@ -94,6 +109,13 @@ def test_same_pattern_rules_win_together() -> None:
 def test_fresh_witnesses_avoid_literals_that_look_like_them() -> None:
     # A literal spelled like the first fresh segment must not make "/*" look alive through it.
     policy = parse_policy({"p.yaml": rules_yaml("/\u2063w1  allow: anyone", "/*  deny: true")})
+    assert dead(policy) == []
+
+
+def test_fresh_witnesses_avoid_prefixes_that_catch_them() -> None:
+    # A prefix spelled with the witnesses' first character must not make "/*" look dead either.
+    policy = parse_policy({"p.yaml": rules_yaml("/\u2063*  allow: anyone", "/\u2063w*/**  allow: anyone",
+                                                "/*  deny: true")})  # fmt: skip
     assert dead(policy) == []
 
 
@@ -150,6 +172,37 @@ def make_policy(texts: list[str], case_insensitive: bool) -> Policy:
 def test_shadowed_rules_agree_with_brute_force(texts: list[str], case_insensitive: bool) -> None:
     policy = make_policy(texts, case_insensitive)
     winners = {id(rule) for path in ALL_PATHS for rule in winning_rules(policy, path)}
+    flagged = set(dead(policy))
+    for rule in policy.rules:
+        assert ((rule.file, rule.line) in flagged) is (id(rule) not in winners), rule.pattern
+
+
+# The same with prefixes. Every class of segment the patterns can tell apart has a name here: "a" (literal
+# a, prefix a*), "A", "ab" (a* and ab*), "ax" (a* alone), "Ab" (A* alone) and "c" (only *).
+PREFIX_LETTERS = ["a", "*", "a*", "ab*", "A*"]
+PREFIX_ALPHABET = ["a", "A", "ab", "ax", "Ab", "c"]
+PREFIX_PATHS = ["/"] + [
+    "/" + "/".join(names) + slash
+    for depth in range(1, 5)
+    for names in itertools.product(PREFIX_ALPHABET, repeat=depth)
+    for slash in ("", "/")
+]
+PREFIX_NEAR = [(), ("*",), ("a",), ("a*",), ("ab*",), ("*", "*"), ("a*", "*"), ("*", "a*")]
+
+
+@st.composite
+def prefix_policy_texts(draw: st.DrawFn) -> list[str]:
+    base = draw(st.lists(st.sampled_from(["a", "a*", "A*", "*"]), max_size=1))
+    near = sorted({pattern_text(base + list(tail), end) for tail in PREFIX_NEAR for end in ENDS})
+    extra = st.builds(pattern_text, st.lists(st.sampled_from(PREFIX_LETTERS), max_size=3), st.sampled_from(ENDS))
+    return draw(st.lists(st.sampled_from(near), unique=True, min_size=4, max_size=12)) + draw(st.lists(extra, max_size=4))
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix_policy_texts(), st.booleans())
+def test_shadowed_rules_with_prefixes_agree_with_brute_force(texts: list[str], case_insensitive: bool) -> None:
+    policy = make_policy(texts, case_insensitive)
+    winners = {id(rule) for path in PREFIX_PATHS for rule in winning_rules(policy, path)}
     flagged = set(dead(policy))
     for rule in policy.rules:
         assert ((rule.file, rule.line) in flagged) is (id(rule) not in winners), rule.pattern
@@ -364,3 +417,174 @@ def test_explanation_is_frozen_data() -> None:
 def test_describe_rule(text: str, expected: str) -> None:
     (rule,) = parse_policy({"p.yaml": "rules:\n" + text}).rules
     assert describe_rule(rule) == expected
+
+
+# ---- lookalike_siblings -----------------------------------------------------------------------------------
+
+# (id, rules as "paths  access" lines, case_insensitive, lines of the rules warned about)
+LOOKALIKES = [
+    # Datasette serves table hr at /hr, /hr.csv, /hr.json, /hr.JSON: the obvious policy leaks it.
+    ("datasette-obvious", ["/**  allow: authenticated", "/hr/**  roles: [hr]"], False, [4]),
+    ("prefix-pattern-used", ["/**  allow: authenticated", "/hr*/**  roles: [hr]"], False, []),
+    ("no-catch-all", ["/hr/**  roles: [hr]", "/static/**  allow: anyone", "/app/**  allow: authenticated"], False,
+     []),
+    ("deny", ["/**  allow: authenticated", "/internal/**  deny: true"], False, [4]),
+    ("sign-in-under-anyone", ["/**  allow: anyone", "/app/**  allow: authenticated"], False, [4]),
+    ("public-under-sign-in", ["/**  allow: authenticated", "/static/**  allow: anyone"], False, []),
+    ("same-roles", ["/**  roles: [hr]", "/hr/**  roles: [hr]"], False, []),
+    ("broader-roles-fewer", ["/**  roles: [hr]", "/hr/**  roles: [hr, admin]"], False, []),
+    ("broader-roles-other", ["/**  roles: [staff]", "/hr/**  roles: [hr]"], False, [4]),
+    ("broader-deny", ["/**  deny: true", "/hr/**  roles: [hr]"], False, []),
+    ("nested", ["/**  allow: authenticated", "/db/*/salaries/**  deny: true"], False, [4]),
+    ("broader-prefix", ["/h*/**  allow: authenticated", "/hr/**  roles: [hr]"], False, [4]),
+    # A rule that does not cover /hr itself was written for the look-alikes: the operator chose.
+    ("look-alikes-chosen", ["/hr.*/**  allow: authenticated", "/hr/**  roles: [hr]"], False, []),
+    ("prefix-beside-literal", ["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr*/**  roles: [hr]",
+                               "/HR*/**  roles: [hr]"], False, []),
+    ("case-left-open", ["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr*/**  roles: [hr]"], False, [4]),
+    ("case-folded-by-policy", ["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr*/**  roles: [hr]"], True,
+     []),
+    ("datasette-case-insensitive", ["/**  allow: authenticated", "/hr/**  roles: [hr]"], True, [4]),
+    ("star-and-globstar-guard-nothing", ["/**  allow: authenticated", "/*/**  roles: [hr]", "/a/*/**  deny: true"],
+     False, []),
+    ("dead-rule-left-to-shadowed", ["/**  allow: authenticated", "/a  deny: true", "/a/  deny: true",
+                                    "/a/*/**  deny: true", "/a/**  deny: true"], False, []),
+]  # fmt: skip
+
+
+def lookalike_lines(policy: Policy) -> list[int]:
+    return [p.line for p in lookalike_siblings(policy)]
+
+
+@pytest.mark.parametrize(("lines", "case_insensitive", "expected"), [c[1:] for c in LOOKALIKES],
+                         ids=[c[0] for c in LOOKALIKES])  # fmt: skip
+def test_lookalike_siblings(lines: list[str], case_insensitive: bool, expected: list[int]) -> None:
+    policy = parse_policy({"p.yaml": rules_yaml(*lines)}, case_insensitive=case_insensitive)
+    assert lookalike_lines(policy) == expected
+
+
+DATASETTE = parse_policy({"p.yaml": rules_yaml("/**  allow: authenticated", "/hr/**  roles: [hr]")})
+
+
+def test_lookalike_message_names_both_rules_and_the_fix() -> None:
+    (problem,) = lookalike_siblings(DATASETTE)
+    assert (problem.file, problem.line) == ("p.yaml", 4)
+    assert problem.message == (
+        "'/hr/**' guards /hr but not look-alikes such as /hr.csv, /hr.json, /hr%20, /HR: the broader rule "
+        "p.yaml:2 ('/**' allow authenticated) decides those and lets in users '/hr/**' refuses, and apps often "
+        "serve one resource under several such URLs; use '/hr*/**' (and [policy] case_insensitive = true if the "
+        "app ignores case), or an allow-list without a catch-all"
+    )
+
+
+def test_every_lookalike_shown_is_really_open() -> None:
+    # The warning is a proof: a user without hr opens each URL shown and is refused at /hr.
+    staff = Principal("sam", frozenset({"staff"}), auth_time=NOW)
+    for url in ("/hr.csv", "/hr.json", "/hr%20", "/HR"):
+        assert explain(DATASETTE, "GET", url, staff, allow_params=False).outcome == "allow", url
+    assert explain(DATASETTE, "GET", "/hr", staff, allow_params=False).outcome == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("lines", "case_insensitive", "shown", "advice"),
+    [
+        (["/**  allow: authenticated", "/hr/**  roles: [hr]"], True, "/hr.csv, /hr.json:", "use '/hr*/**', or"),
+        (["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr*/**  roles: [hr]"], False, "/HR:",
+         "set [policy] case_insensitive = true if the app ignores case, or"),
+        (["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr.csv  allow: authenticated"], False,
+         "/hr.json, /hr%20, /HR:", "use '/hr*/**' (and"),
+        (["/**  allow: authenticated", "/db/*/salaries/**  deny: true"], False,
+         "/db/*/salaries.csv, /db/*/salaries.json, /db/*/salaries%20, /db/*/SALARIES:", "use '/db/*/salaries*/**'"),
+        (["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr.*/**  roles: [hr]", "/HR*/**  roles: [hr]"], False,
+         "/hr%20, /hr-x:", "use '/hr*/**', or"),
+        (["/**  allow: authenticated", "/hr/**  roles: [hr]", "/hr  allow: authenticated"], False,
+         "/hr.csv/…, /hr.json/…", "guards /hr/… but"),
+    ],
+    ids=["no-case-or-space-when-folded", "case-only", "chosen-literal-not-shown", "nested", "other-suffixes",
+         "home-below-x"],
+)  # fmt: skip
+def test_lookalike_message_shows_what_leaks(lines: list[str], case_insensitive: bool, shown: str, advice: str) -> None:
+    (problem,) = lookalike_siblings(parse_policy({"p.yaml": rules_yaml(*lines)}, case_insensitive=case_insensitive))
+    assert f"such as {shown}" in problem.message
+    assert advice in problem.message
+
+
+def test_lookalike_compares_methods_and_freshness() -> None:
+    def warned(text: str) -> list[int]:
+        return lookalike_lines(parse_policy({"p.yaml": "rules:\n" + text}))
+
+    catch_all = "  - paths: ['/**']\n    allow: authenticated\n"
+    # Fresh sign-in required at /admin, any sign-in at /admin.json.
+    assert warned(catch_all + "  - paths: ['/admin/**']\n    allow: authenticated\n    fresh: 5m\n") == [4]
+    assert warned("  - paths: ['/**']\n    allow: authenticated\n    fresh: 5m\n"
+                  "  - paths: ['/admin/**']\n    allow: authenticated\n    fresh: 5m\n") == []  # fmt: skip
+    assert warned("  - paths: ['/**']\n    allow: authenticated\n    fresh: 1m\n"
+                  "  - paths: ['/admin/**']\n    allow: authenticated\n    fresh: 5m\n") == []  # fmt: skip
+    # Read-only for analysts at /reports: a GET of /reports.json by anyone signed in is the leak.
+    assert warned(catch_all + "  - paths: ['/reports/**']\n    methods: [GET]\n    roles: [analyst]\n") == [4]
+    # The catch-all only takes POST from hr users: nobody gains at the look-alikes.
+    assert warned("  - paths: ['/**']\n    methods: [POST]\n    roles: [hr]\n"
+                  "  - paths: ['/hr/**']\n    roles: [hr]\n") == []  # fmt: skip
+    # Two rules share /hr/**: the one refusing the leaking method is named.
+    assert warned(catch_all + "  - paths: ['/hr/**']\n    methods: [GET]\n    allow: authenticated\n"
+                  "  - paths: ['/hr/**']\n    methods: [POST]\n    roles: [hr]\n") == [7]  # fmt: skip
+
+
+def test_no_rules_no_lookalikes() -> None:
+    assert lookalike_siblings(parse_policy({"p.yaml": "rules: []\n"})) == []
+
+
+# ---- the README's Datasette example: what it promises is what the engine does ------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_block(first_line: str, language: str = "yaml") -> str:
+    """The README code block whose first line starts with ``first_line``."""
+    blocks = README.read_text(encoding="utf-8").split("```" + language + "\n")[1:]
+    (block,) = [b.split("```", 1)[0] for b in blocks if b.startswith(first_line)]
+    return block
+
+
+def test_readme_obvious_datasette_policy_warns_as_shown() -> None:
+    obvious = readme_block('rules:\n  - paths: ["/**"]\n    allow: authenticated       # everything else')
+    (problem,) = lookalike_siblings(parse_policy({"policies/main.yaml": obvious}))
+    shown = readme_block("policies/main.yaml:4: warning:", language="").strip()
+    assert f"{problem.file}:{problem.line}: warning: {problem.message}" == shown
+
+
+RECOMMENDED_DATASETTE = [
+    # (target, roles or None for anonymous, allowed)
+    ("/", [], True),
+    ("/-/static/app.css", [], True),
+    ("/public", [], True),
+    ("/public.json", [], True),
+    ("/public.csv?sql=select+1", [], True),
+    ("/public/things.csv", [], True),
+    ("/publicity_budget", [], False),
+    ("/hr", [], False),
+    ("/hr.csv?sql=select+*+from+salaries", [], False),
+    ("/hr.json", [], False),
+    ("/hr.JSON", [], False),
+    ("/hr.db", [], False),
+    ("/hr/employees.csv", [], False),
+    ("/~68r/employees.csv", [], False),
+    ("/%7E68r/employees.csv", [], False),
+    ("/HR", [], False),
+    ("/hr%20", [], False),
+    ("/-/databases.json", [], False),
+    ("/_memory?sql=select+*+from+hr.salaries", [], False),
+    ("/hr.csv", ["hr"], True),
+    ("/hr/employees", ["hr"], True),
+    ("/~68r/employees.csv", ["hr"], False),  # no role opens a shape nobody listed
+    ("/public", None, False),
+]
+
+
+def test_readme_recommended_datasette_policy() -> None:
+    policy = parse_policy({"policies/main.yaml": readme_block("# Datasette behind the gateway")})
+    assert shadowed_rules(policy) == [] and lookalike_siblings(policy) == []
+    for target, roles, allowed in RECOMMENDED_DATASETTE:
+        who = None if roles is None else Principal("sam", frozenset(roles), auth_time=NOW)
+        result = explain(policy, "GET", target, who, allow_params=False, now=NOW)
+        assert (result.outcome == "allow") is allowed, (target, roles, result.lines())

@@ -214,3 +214,63 @@ def test_a_tunnelled_method_must_be_allowed_too() -> None:
     assert not refused.allowed and refused.reason == "method not covered by the winning pattern"
     assert decide_tunnelled(policy, None, "GET", ["GET", "HEAD"], "/r/x").allowed
     assert decide_tunnelled(policy, None, "GET", ["GET"], "/d/x").reason == "deny rule"  # the request itself first
+
+
+# A Datasette-style app serves table hr at /hr, /hr.csv, /hr.json, /hr/row...: the prefix pattern covers them.
+PREFIXED = parse_policy(
+    {
+        "app.yaml": dedent(
+            """\
+            rules:
+              - paths: ["/**"]
+                allow: authenticated
+              - paths: ["/hr*/**"]
+                roles: [hr]
+              - paths: ["/hr.c*/**"]
+                methods: [GET]
+                roles: [hr, auditor]
+              - paths: ["/hr/public"]
+                allow: anyone
+            """
+        )
+    }
+)
+HR = user("hr")
+AUDITOR = user("auditor")
+
+PREFIX_CASES = [
+    ("table-staff", STAFF, "GET", "/hr", Outcome.FORBIDDEN, "role required", 4),
+    ("table-hr", HR, "GET", "/hr", Outcome.ALLOW, "allowed", 4),
+    ("json-staff", STAFF, "GET", "/hr.json", Outcome.FORBIDDEN, "role required", 4),
+    ("json-upper-ext-staff", STAFF, "GET", "/hr.JSON", Outcome.FORBIDDEN, "role required", 4),
+    ("row-staff", STAFF, "GET", "/hr/1", Outcome.FORBIDDEN, "role required", 4),
+    ("longer-prefix-auditor", AUDITOR, "GET", "/hr.csv", Outcome.ALLOW, "allowed", 6),
+    ("longer-prefix-no-fall-through", HR, "POST", "/hr.csv", Outcome.FORBIDDEN,
+     "method not covered by the winning pattern", 6),
+    ("literal-beats-prefix", ANON, "GET", "/hr/public", Outcome.ALLOW, "allowed", 9),
+    ("other-case-is-another-path", STAFF, "GET", "/HR", Outcome.ALLOW, "allowed", 2),
+    ("not-a-prefix-match", STAFF, "GET", "/h", Outcome.ALLOW, "allowed", 2),
+    ("prefix-is-not-a-substring", STAFF, "GET", "/xhr", Outcome.ALLOW, "allowed", 2),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("principal", "method", "path", "outcome", "reason", "line"), [c[1:] for c in PREFIX_CASES],
+    ids=[c[0] for c in PREFIX_CASES],
+)  # fmt: skip
+def test_decide_with_prefixes(
+    principal: Principal | None, method: str, path: str, outcome: Outcome, reason: str, line: int
+) -> None:
+    decision = decide(PREFIXED, principal, method, path, now=NOW)
+    assert (decision.outcome, decision.reason) == (outcome, reason)
+    assert decision.rule is not None and decision.rule.line == line
+
+
+def test_prefixes_fold_case_in_case_insensitive_mode() -> None:
+    policy = parse_policy(
+        {"a.yaml": "rules:\n  - paths: ['/HR*/**']\n    roles: [hr]\n  - paths: [/**]\n    allow: authenticated\n"},
+        case_insensitive=True,
+    )
+    for path in ("/hr", "/HR.JSON", "/Hr.csv/x"):
+        assert decide(policy, STAFF, "GET", path).reason == "role required", path
+    assert decide(policy, STAFF, "GET", "/xhr").allowed

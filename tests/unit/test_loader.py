@@ -99,7 +99,14 @@ BAD_FILES = [
         "rules:\n  - paths:\n      - /ok\n      - /a*b\n      - /**/x\n    allow: anyone\n",
         [(4, "bad pattern '/a*b': * must be a whole segment"), (5, "bad pattern '/**/x'")],
     ),
+    (
+        "bad-prefix-shapes",
+        "rules:\n  - paths:\n      - /hr*/**\n      - /*x\n      - /a*b/**\n      - /**x\n      - /hr**\n    roles: [hr]\n",
+        [(4, "bad pattern '/*x': * must be a whole segment (*) or end one (name*)"), (5, "bad pattern '/a*b/**'"),
+         (6, "bad pattern '/**x'"), (7, "bad pattern '/hr**'")],
+    ),
     ("pattern-twice", "rules:\n  - paths: [/a, /b,\n      /a]\n    allow: anyone\n", [(3, "listed twice")]),
+    ("prefix-twice", "rules:\n  - paths: ['/hr*/**', '/a',\n      '/hr*/**']\n    allow: anyone\n", [(3, "listed twice")]),
     ("no-access", "rules:\n  - paths: [/a]\n", [(2, "exactly one of allow, roles, deny (found none)")]),
     (
         "two-access",
@@ -195,6 +202,16 @@ CONFLICTS = [
      "- {paths: [/a], methods: [POST], deny: true}", False),
     ("different-pattern", "- {paths: [/a/*], allow: anyone}", "- {paths: [/a/**], deny: true}", False),
     ("case-differs", "- {paths: [/Admin], allow: anyone}", "- {paths: [/admin], deny: true}", False),
+    ("same-prefix", "- {paths: ['/hr*/**'], roles: [hr]}", "- {paths: ['/hr*/**'], allow: authenticated}", True),
+    ("same-prefix-overlapping-methods", "- {paths: ['/hr*'], methods: [GET, POST], roles: [hr]}",
+     "- {paths: ['/hr*'], methods: [POST], deny: true}", True),
+    ("same-prefix-disjoint-methods", "- {paths: ['/hr*'], methods: [GET], roles: [hr]}",
+     "- {paths: ['/hr*'], methods: [POST], deny: true}", False),
+    ("prefix-vs-literal", "- {paths: ['/hr*/**'], roles: [hr]}", "- {paths: ['/hr/**'], roles: [hr]}", False),
+    ("prefix-vs-star", "- {paths: ['/hr*'], roles: [hr]}", "- {paths: ['/*'], deny: true}", False),
+    ("prefix-vs-longer-prefix", "- {paths: ['/hr*'], roles: [hr]}", "- {paths: ['/hr.*'], deny: true}", False),
+    ("prefix-ended-vs-globstar", "- {paths: ['/hr*'], roles: [hr]}", "- {paths: ['/hr*/**'], deny: true}", False),
+    ("prefix-case-differs", "- {paths: ['/HR*/**'], roles: [hr]}", "- {paths: ['/hr*/**'], deny: true}", False),
 ]  # fmt: skip
 
 
@@ -225,6 +242,27 @@ def test_patterns_differing_in_case_conflict_when_case_insensitive() -> None:
     assert len(parse_policy(sources).rules) == 2
     with pytest.raises(PolicyError, match=r"a.yaml:4: '/admin/\*\*' conflicts with a.yaml:2"):
         parse_policy(sources, case_insensitive=True)
+
+
+@pytest.mark.parametrize(("first", "second"), [("/HR*/**", "/hr*/**"), ("/Straße*", "/STRASSE*")])
+def test_prefixes_differing_in_case_conflict_when_case_insensitive(first: str, second: str) -> None:
+    sources = {"a.yaml": f"rules:\n  - paths: ['{first}']\n    roles: [hr]\n  - paths: ['{second}']\n    deny: true\n"}
+    assert len(parse_policy(sources).rules) == 2
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(sources, case_insensitive=True)
+    assert [str(p) for p in caught.value.problems] == [
+        f"a.yaml:4: {second!r} conflicts with a.yaml:2 (same pattern, overlapping methods)"
+    ]
+
+
+def test_prefix_rule_loads_with_its_line() -> None:
+    text = "rules:\n  - paths: ['/**']\n    allow: authenticated\n  - paths: ['/hr*/**', /hr.csv]\n    roles: [hr]\n"
+    policy = parse_policy({"p.yaml": text})
+    assert [(r.pattern, r.access, r.line) for r in policy.rules] == [
+        ("/**", Access.AUTHENTICATED, 2),
+        ("/hr*/**", Access.ROLES, 4),
+        ("/hr.csv", Access.ROLES, 4),
+    ]
 
 
 # ---- load_policy: the directory ---------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,6 +27,13 @@ VALID = [
     ("unicode", "/café/日本", ("café", "日本"), False),
     ("space-and-marks", "/a b/x-y_z.~!$&'()+,=:@", ("a b", "x-y_z.~!$&'()+,=:@"), False),
     ("dots-in-name", "/a.b/...", ("a.b", "..."), False),
+    ("prefix-below", "/hr*/**", ("hr*",), True),
+    ("prefix-alone", "/hr*", ("hr*",), False),
+    ("prefix-nested", "/db/hr.c*/x/", ("db", "hr.c*", "x", ""), False),
+    ("prefix-one-char", "/a*", ("a*",), False),
+    ("prefix-dot", "/.*/**", (".*",), True),
+    ("prefix-unicode", "/café*", ("café*",), False),
+    ("prefix-then-star", "/a*/*", ("a*", "*"), False),
 ]
 
 
@@ -42,6 +51,11 @@ INVALID = [
     ("globstar-in-name", "/a**", "whole segment"),
     ("star-in-literal", "/a*b", "whole segment"),
     ("star-extension", "/*.js", "whole segment"),
+    ("star-first", "/*x", "whole segment"),
+    ("globstar-first", "/**x", "only allowed as the last segment|whole segment"),
+    ("star-twice-in-prefix", "/a*b*", "whole segment"),
+    ("prefix-double-star", "/a/hr**/x", "whole segment"),
+    ("prefix-then-globstar-in-name", "/hr*/**x", "whole segment"),
     ("dot", "/a/./b", "dot segments"),
     ("dotdot", "/a/../b", "dot segments"),
     ("dot-last", "/a/.", "dot segments"),
@@ -80,13 +94,28 @@ MORE_SPECIFIC = [
     ("star-beats-root-globstar", "/*", "/**", "/x"),
     ("literal-then-star", "/a/*/c", "/*/b/c", "/a/b/c"),
     ("star-chain-beats-globstar", "/*/*/*", "/*/**", "/a/b/c"),
+    # Prefixes rank between a literal segment and *, a longer prefix above a shorter one.
+    ("literal-beats-prefix", "/hr", "/hr*", "/hr"),
+    ("literal-globstar-beats-prefix-globstar", "/hr/**", "/hr*/**", "/hr/x"),
+    ("literal-globstar-beats-prefix-on-itself", "/hr/**", "/hr*/**", "/hr"),
+    ("prefix-beats-star", "/hr*", "/*", "/hr.csv"),
+    ("prefix-globstar-beats-star-globstar", "/hr*/**", "/*/**", "/hr.csv/x"),
+    ("prefix-beats-globstar", "/hr*/**", "/**", "/hr"),
+    ("longer-prefix-beats-shorter", "/hr.c*", "/hr*", "/hr.csv"),
+    ("longer-prefix-globstar-beats-shorter", "/hr.c*/**", "/hr*/**", "/hr.csv/x"),
+    ("one-more-char-is-more-specific", "/ab*", "/a*", "/abc"),
+    ("prefix-ended-beats-prefix-globstar", "/hr*", "/hr*/**", "/hrx"),
+    ("literal-then-prefix", "/a/b*", "/a*/bc", "/a/bc"),
+    ("prefix-then-anything-beats-star", "/a*/*", "/*/b", "/ab/b"),
+    ("prefix-then-literal-beats-prefix-then-star", "/hr*/x", "/hr*/*", "/hr.csv/x"),
+    ("deeper-literal-below-prefix", "/hr*/x/**", "/hr*/**", "/hr.csv/x/y"),
 ]
 
 
 @pytest.mark.parametrize(("winner", "loser", "path"), [c[1:] for c in MORE_SPECIFIC], ids=[c[0] for c in MORE_SPECIFIC])
 def test_most_specific_wins(winner: str, loser: str, path: str) -> None:
     assert parse_pattern(winner).matches(path) and parse_pattern(loser).matches(path)
-    assert parse_pattern(winner).specificity > parse_pattern(loser).specificity
+    assert parse_pattern(winner).specificity() > parse_pattern(loser).specificity()
     for order in ([winner, loser], [loser, winner]):
         found = Matcher([rule(p) for p in order]).lookup(path)
         assert [r.pattern for r in found] == [winner]
@@ -116,6 +145,30 @@ MATCHES = [
     ("/a/*/**", "/a", False),
     ("/a/*/**", "/a/", False),
     ("/a/b", "/A/b", False),
+    # The segment prefix: any whole segment starting with the characters before the *.
+    ("/hr*/**", "/hr", True),
+    ("/hr*/**", "/hr.csv", True),
+    ("/hr*/**", "/hr.json/x", True),
+    ("/hr*/**", "/hrm", True),
+    ("/hr*/**", "/hr/", True),
+    ("/hr*/**", "/hr/x/y", True),
+    ("/hr*/**", "/h", False),
+    ("/hr*/**", "/xhr", False),
+    ("/hr*/**", "/x/hr", False),
+    ("/hr*/**", "/HR", False),
+    ("/hr*/**", "/", False),
+    ("/hr*", "/hr", True),
+    ("/hr*", "/hr.csv", True),
+    ("/hr*", "/hr/", False),
+    ("/hr*", "/hr/x", False),
+    ("/hr*/", "/hrx/", True),
+    ("/hr*/", "/hrx", False),
+    ("/a/hr*/c", "/a/hr~1/c", True),
+    ("/a/hr*/c", "/a/h/c", False),
+    ("/.*/**", "/.git/config", True),
+    ("/.*/**", "/x.git", False),
+    ("/café*", "/cafés", True),
+    ("/café*", "/cafe", False),
 ]
 
 
@@ -145,6 +198,13 @@ CASE_FOLDED = [
     ("/straße", "/STRASSE", True),
     ("/Ω", "/ω", True),
     ("/admin", "/admin2", False),
+    ("/HR*/**", "/hr.csv", True),
+    ("/hr*", "/HR.JSON", True),
+    ("/hr*", "/xHR", False),
+    ("/straße*", "/STRASSEN", True),
+    ("/ß*", "/ss", True),
+    ("/ss*", "/ß", True),
+    ("/Ω*", "/ωμέγα", True),
 ]
 
 
@@ -161,6 +221,51 @@ def test_case_sensitive_by_default() -> None:
 def test_key_folds_case_only_when_asked() -> None:
     assert parse_pattern("/A/*").key(True) == parse_pattern("/a/*").key(True)
     assert parse_pattern("/A/*").key(False) != parse_pattern("/a/*").key(False)
+    assert parse_pattern("/HR*/**").key(True) == parse_pattern("/hr*/**").key(True)
+    assert parse_pattern("/HR*/**").key(False) != parse_pattern("/hr*/**").key(False)
+
+
+def test_prefixes_rank_by_folded_length_when_case_insensitive() -> None:
+    # "ß*" matches exactly what "ss*" matches once folded, so it outranks "s*" like "ss*" does.
+    assert parse_pattern("/ß*").specificity(True) > parse_pattern("/s*").specificity(True)
+    rules = [rule("/s*", 1), rule("/ß*", 2)]
+    assert [r.line for r in Matcher(rules, case_insensitive=True).lookup("/SSX")] == [2]
+    assert [r.line for r in Matcher(rules, case_insensitive=True).lookup("/sx")] == [1]
+
+
+# One policy, many paths: which pattern decides (the same as DESIGN.md section 4, with prefixes).
+PREFIX_POLICY = ["/**", "/*/**", "/h*/**", "/hr*/**", "/hr.c*/**", "/hr/**", "/hr", "/hr.csv", "/hr*/*/edit",
+                 "/*/x"]  # fmt: skip
+PREFIX_WINNERS = [
+    ("/hr", "/hr"),
+    ("/hr/", "/hr/**"),
+    ("/hr/anything", "/hr/**"),
+    ("/hr.csv", "/hr.csv"),
+    ("/hr.csv/x", "/hr.c*/**"),
+    ("/hr.cs", "/hr.c*/**"),
+    ("/hr.json", "/hr*/**"),
+    ("/hr.json/x", "/hr*/**"),
+    ("/hr.json/1/edit", "/hr*/*/edit"),
+    ("/hrm", "/hr*/**"),
+    ("/h", "/h*/**"),
+    ("/hx/x", "/h*/**"),
+    ("/xhr", "/*/**"),
+    ("/xhr/x", "/*/x"),
+    ("/", "/**"),
+]
+
+
+@pytest.mark.parametrize(("path", "winner"), PREFIX_WINNERS, ids=[p for p, _ in PREFIX_WINNERS])
+def test_prefix_ranking_in_one_policy(path: str, winner: str) -> None:
+    for order in (PREFIX_POLICY, PREFIX_POLICY[::-1]):
+        assert [r.pattern for r in Matcher([rule(p) for p in order]).lookup(path)] == [winner]
+
+
+def test_backtracks_from_a_longer_prefix_to_a_shorter_one() -> None:
+    # "/hr.c*/x" is the most specific start for "/hr.csv/y" but ends in a dead branch.
+    rules = [rule("/hr.c*/x"), rule("/hr*/y"), rule("/h*/**")]
+    assert [r.pattern for r in Matcher(rules).lookup("/hr.csv/y")] == ["/hr*/y"]
+    assert [r.pattern for r in Matcher(rules).lookup("/hr.csv/z")] == ["/h*/**"]
 
 
 # The trie must agree with the brute-force definition: the matching pattern of highest specificity.
@@ -184,5 +289,63 @@ def test_trie_agrees_with_brute_force(texts: list[str], path: str) -> None:
     if not matching:
         assert found == ()
     else:
-        best = max(matching, key=lambda t: parse_pattern(t).specificity)
+        best = max(matching, key=lambda t: parse_pattern(t).specificity())
+        assert [r.pattern for r in found] == [best]
+
+
+# Prefixes: the pure matcher against a reference written another way (a regular expression per
+# pattern, read straight from DESIGN.md), over names chosen so every prefix has hits and near misses.
+PREFIX_SEGMENTS = ["a", "ab", "*", "a*", "ab*", "b*", "A*"]
+PREFIX_NAMES = ["a", "ab", "abc", "b", "ba", "c", "A", "AB"]
+prefix_patterns = st.builds(
+    lambda segs, glob, slash: "/" + "/".join(segs) + ("/**" if glob else "/" if slash and segs else ""),
+    st.lists(st.sampled_from(PREFIX_SEGMENTS), max_size=3),
+    st.booleans(),
+    st.booleans(),
+).map(lambda p: "/**" if p == "//**" else p)
+prefix_paths = st.builds(
+    lambda names, slash: "/" + "/".join(names) + ("/" if slash and names else ""),
+    st.lists(st.sampled_from(PREFIX_NAMES), max_size=4),
+    st.booleans(),
+)
+
+
+def reference_match(text: str, path: str, case_insensitive: bool) -> bool:
+    if case_insensitive:
+        text, path = text.casefold(), path.casefold()
+    globstar = text.endswith("/**")
+    body = text[: -len("/**")] if globstar else text
+    parts = []
+    for segment in body.split("/")[1:] if body else []:
+        if segment == "*":
+            parts.append("[^/]+")
+        elif segment.endswith("*"):
+            parts.append(re.escape(segment[:-1]) + "[^/]*")
+        else:
+            parts.append(re.escape(segment))
+    regex = "/" + "/".join(parts) if parts or not globstar else ""
+    if globstar:
+        regex += "(/.*)?"
+    return re.fullmatch(regex, path) is not None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(prefix_patterns, prefix_paths, st.booleans())
+def test_prefix_match_agrees_with_a_regular_expression(text: str, path: str, case_insensitive: bool) -> None:
+    expected = reference_match(text, path, case_insensitive)
+    assert parse_pattern(text).matches(path, case_insensitive=case_insensitive) is expected
+    assert bool(Matcher([rule(text)], case_insensitive=case_insensitive).lookup(path)) is expected
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(prefix_patterns, max_size=12), prefix_paths, st.booleans())
+def test_trie_with_prefixes_agrees_with_brute_force(texts: list[str], path: str, case_insensitive: bool) -> None:
+    # One rule per distinct pattern, as the loader's conflict check guarantees.
+    unique = list({parse_pattern(t).key(case_insensitive): t for t in texts}.values())
+    matching = [t for t in unique if reference_match(t, path, case_insensitive)]
+    found = Matcher([rule(t) for t in unique], case_insensitive=case_insensitive).lookup(path)
+    if not matching:
+        assert found == ()
+    else:
+        best = max(matching, key=lambda t: parse_pattern(t).specificity(case_insensitive))
         assert [r.pattern for r in found] == [best]
