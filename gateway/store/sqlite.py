@@ -260,15 +260,17 @@ class SqliteStore:
                 raise StoreError("store is not open")
             db = self._writer
             try:
-                await db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"the store is busy: {exc}") from exc
-            try:
+                try:
+                    await db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise StoreUnavailable(f"the store is busy: {exc}") from exc
                 yield db
                 await db.execute("COMMIT")
             except BaseException:
-                # Shielded: a second cancellation must not leave the connection inside a
-                # transaction that holds the write lock of every process.
+                # Also when cancelled while BEGIN waited for the lock: the connection's thread
+                # still runs it, and the transaction would then hold every process's write lock.
+                # The ROLLBACK is queued after it; shielded, so a second cancellation cannot stop
+                # it. ("no transaction is active" when BEGIN itself failed: nothing to undo.)
                 with contextlib.suppress(sqlite3.Error):
                     await asyncio.shield(db.execute("ROLLBACK"))
                 raise

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.auth.throttle import WINDOW
+from gateway.store import sqlite as sqlite_store
 from gateway.store.base import AuditRecord
 from gateway.store.sqlite import SqliteStore
 
@@ -102,3 +103,34 @@ async def test_processes_opening_an_old_store_at_once_migrate_it_once(tmp_path: 
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transaction_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request cancelled (client gone, shutdown) while its write waits for another process's
+    lock: SQLite still runs the queued BEGIN IMMEDIATE later. Left open, that transaction would hold
+    the file's write lock for good, and every other process's writes would fail."""
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT", 2.0)
+    path = tmp_path / "shared.db"
+    store, other = SqliteStore(path), SqliteStore(path)
+    await store.open()
+    await other.open()
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        waiting = asyncio.ensure_future(store.record_failure(["k"], 1.0, WINDOW))
+        while not store._write_lock.locked():  # its BEGIN IMMEDIATE is queued once it holds the lock
+            await asyncio.sleep(0.001)
+        waiting.cancel()
+        holder.execute("COMMIT")  # the queued BEGIN now gets the lock on the store's connection
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+        await other.record_failure(["k"], 2.0, WINDOW)  # the lock is free again
+        await store.record_failure(["k"], 3.0, WINDOW)  # and the cancelled store writes normally
+        assert (await other.get_throttle(["k"]))["k"].failures == 2
+    finally:
+        holder.close()
+        await store.close()
+        await other.close()
