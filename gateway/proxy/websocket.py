@@ -43,6 +43,7 @@ from gateway.errors import (
 )
 from gateway.policy import CanonicalPath, Decision, Outcome, Policy, Principal, decide_tunnelled
 from gateway.policy.paths import origin_form
+from gateway.proxy.forward import fingerprint
 from gateway.proxy.headers import HeaderList, HeaderRules, RawHeaders, method_overrides, upstream_request_headers
 from gateway.proxy.memory import MemoryBudget
 
@@ -302,7 +303,9 @@ async def _open_upstream(gateway: Gateway, scope: Scope, admitted: _Admitted, re
                     admitted.canonical.decision, exc.response.status_code)
         raise BadGateway() from exc
     except (OSError, InvalidHandshake) as exc:
-        log.warning("upstream WebSocket handshake failed: %s: %s", type(exc).__name__, exc)
+        # The library's text can quote the app's header bytes and the URI with its query string.
+        log.warning("upstream WebSocket handshake failed for %s: %s (detail %s)", admitted.canonical.decision,
+                    type(exc).__name__, fingerprint(str(exc)))
         raise BadGateway() from exc
 
 
@@ -338,7 +341,7 @@ async def _pump(gateway: Gateway, admitted: _Admitted, receive: Receive, send: S
     finished = next(task for task in tasks if task in done)
     error = finished.exception()
     if error is not None:
-        log.error("WebSocket relay failed: %s: %s", type(error).__name__, error)
+        log.error("WebSocket relay failed: %s (detail %s)", type(error).__name__, fingerprint(str(error)))
         end = _End(client=(INTERNAL_ERROR, ""), upstream=(INTERNAL_ERROR, ""))
     else:
         end = finished.result()
