@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 
 class MemoryBudget:
-    """Bytes of messages being relayed (characters for text: Python holds a str as 1-4 bytes each)."""
+    """The size of the messages being relayed: bytes, or characters for text (never more than its
+    UTF-8 bytes, so a message within websocket_max_message counts at most that much)."""
 
     __slots__ = ("_report", "limit", "used")
 
