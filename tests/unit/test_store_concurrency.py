@@ -18,6 +18,7 @@ from gateway.auth.throttle import WINDOW
 from gateway.store import sqlite as sqlite_store
 from gateway.store.base import AuditRecord
 from gateway.store.sqlite import SqliteStore
+from tests.unit.samples import version_1_store
 
 TASKS = 16  # per store, all at once
 ROUNDS = 25  # each task's writes, one after another
@@ -71,27 +72,12 @@ async def test_parallel_refreshes_and_throttle_writes_never_meet_a_lock(
     assert record is not None and record.last_seen > 0.0
 
 
-def _version_1_store(path: Path) -> None:
-    """A store as the first release left it (no session persistence or binding columns)."""
-    with sqlite3.connect(path) as conn:
-        conn.executescript(
-            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE,"
-            " password_hash TEXT NOT NULL, roles TEXT NOT NULL DEFAULT '', disabled INTEGER NOT NULL DEFAULT 0,"
-            " created_at REAL NOT NULL);"
-            "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id)"
-            " ON DELETE CASCADE, created_at REAL NOT NULL, auth_time REAL NOT NULL, last_seen REAL NOT NULL,"
-            " client TEXT NOT NULL DEFAULT '', user_agent TEXT NOT NULL DEFAULT '');"
-            "PRAGMA user_version=1;"
-        )
-    conn.close()
-
-
 async def test_processes_opening_an_old_store_at_once_migrate_it_once(tmp_path: Path) -> None:
     """The version is read and the migration written in one IMMEDIATE transaction: a second process
     opening the file at the same moment waits and finds it migrated (it used to add the same
     columns again and fail to start)."""
     path = tmp_path / "old.db"
-    _version_1_store(path)
+    version_1_store(path)
     stores = [SqliteStore(path) for _ in range(4)]
     try:
         results = await asyncio.gather(*(store.open() for store in stores), return_exceptions=True)

@@ -14,6 +14,7 @@ from gateway.auth.sessions import SessionManager, hash_session_id
 from gateway.config import SessionSettings
 from gateway.store.base import AuditRecord, DuplicateUser, Store, UnknownUser
 from gateway.store.sqlite import SqliteStore
+from tests.unit.samples import version_1_store
 
 FACTORIES: dict[str, Callable[[Path], Store]] = {
     "sqlite": lambda tmp: SqliteStore(tmp / "var" / "test.db"),
@@ -189,18 +190,10 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "old.db"
+    version_1_store(path)
     with sqlite3.connect(path) as conn:
-        conn.executescript(
-            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE,"
-            " password_hash TEXT NOT NULL, roles TEXT NOT NULL DEFAULT '', disabled INTEGER NOT NULL DEFAULT 0,"
-            " created_at REAL NOT NULL);"
-            "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id)"
-            " ON DELETE CASCADE, created_at REAL NOT NULL, auth_time REAL NOT NULL, last_seen REAL NOT NULL,"
-            " client TEXT NOT NULL DEFAULT '', user_agent TEXT NOT NULL DEFAULT '');"
-            "INSERT INTO users VALUES (1, 'old', 'h', 'admin', 0, 0);"
-            "INSERT INTO sessions VALUES ('ab', 1, 1, 1, 1, '', '');"
-            "PRAGMA user_version=1;"
-        )
+        conn.executescript("INSERT INTO users VALUES (1, 'old', 'h', 'admin', 0, 0);"
+                           "INSERT INTO sessions VALUES ('ab', 1, 1, 1, 1, '', '');")
     store = SqliteStore(path)
     await store.open()
     try:
