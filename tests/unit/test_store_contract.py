@@ -187,8 +187,6 @@ async def test_throttle_counters_decay_after_the_window(store: Store) -> None:
 
 
 async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
-    import sqlite3
-
     path = tmp_path / "old.db"
     version_1_store(path)
     with sqlite3.connect(path) as conn:
