@@ -15,10 +15,10 @@ from tests.e2e.test_limits import PUBLIC, rss_mib
 
 CONNECTIONS = 10
 REQUESTS = 100_000
-PUSH_FOR = 4.0  # seconds each attacker keeps pushing pipelined requests
+PUSH_FOR = 2.0  # seconds each attacker keeps pushing pipelined requests
 
 
-def pipeline(port: int, path: bytes, results: list[int]) -> None:
+def pipeline(port: int, path: bytes, results: list[int], measured: threading.Event) -> None:
     request = b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     block = request * 1000
     sock = socket.create_connection(("127.0.0.1", port), timeout=0.5)
@@ -34,7 +34,7 @@ def pipeline(port: int, path: bytes, results: list[int]) -> None:
             except OSError:
                 break
         results.append(sent)
-        threading.Event().wait(PUSH_FOR)  # hold the connection while the measurements run
+        measured.wait(30)  # hold the connection until the measurements are taken
     finally:
         sock.close()
 
@@ -47,7 +47,8 @@ def test_pipelined_floods_hold_bounded_memory(make_gateway: Any) -> None:
             assert client.get("/warm").status_code == 200
         before = rss_mib(gateway.process.pid)
         sent: list[int] = []
-        attackers = [threading.Thread(target=pipeline, args=(gateway.port, f"/p{n}".encode(), sent))
+        measured = threading.Event()
+        attackers = [threading.Thread(target=pipeline, args=(gateway.port, f"/p{n}".encode(), sent, measured))
                      for n in range(CONNECTIONS)]
         for thread in attackers:
             thread.start()
@@ -57,6 +58,7 @@ def test_pipelined_floods_hold_bounded_memory(make_gateway: Any) -> None:
         response = client.get("/normal")
         took = time.perf_counter() - started
         grown = rss_mib(gateway.process.pid) - before
+        measured.set()
         for thread in attackers:
             thread.join()
     print(f"pipelined requests pushed: {sum(sent)}; RSS +{grown:.1f} MiB; a normal request took {took * 1000:.0f} ms")
