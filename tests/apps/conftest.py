@@ -16,14 +16,11 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.apps import envs
-from tests.apps.pages import SOCKET_RECORDER
+from tests.apps.pages import WAIT_MS, new_context
 from tests.browser.conftest import browser  # noqa: F401  (the same Chromium, launched once per module)
 from tests.e2e.harness import ROOT
 
 SKIP_ENV = "SKIP_APP_TESTS"
-# Playwright's expect() waits 5 s by default, whatever the context's timeout: too short for
-# JupyterLab's first page load (it compiles megabytes of JavaScript) on a busy 2-core machine.
-WAIT_MS = 30_000
 # What the environments cost on this run, for the summary: (app, seconds), None when reused.
 INSTALLS: list[tuple[envs.App, float | None]] = []
 
@@ -58,16 +55,21 @@ def datasette_env(pytestconfig: pytest.Config) -> envs.App:
     return _ensure(envs.DATASETTE, pytestconfig)
 
 
+@pytest.fixture(autouse=True)
+def patient_expect() -> Iterator[None]:
+    # Playwright's expect() waits 5 s by default, whatever the context's timeout: too short for
+    # JupyterLab's first page load (megabytes of JavaScript) on a busy 2-core machine.
+    expect.set_options(timeout=WAIT_MS)
+    yield
+    expect.set_options(timeout=5_000)  # Playwright's default again, for the tests outside tests/apps
+
+
 @pytest.fixture
 def app_context(browser: Any) -> Iterator[Any]:  # noqa: F811  (the imported fixture, by name)
-    """A fresh browser profile with JavaScript ON (these are JavaScript apps) that records its WebSockets."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB")
-    ctx.set_default_timeout(WAIT_MS)
-    ctx.add_init_script(SOCKET_RECORDER)
-    expect.set_options(timeout=WAIT_MS)
+    """A fresh browser profile, JavaScript on, recording its WebSockets."""
+    ctx = new_context(browser)
     yield ctx
     ctx.close()
-    expect.set_options(timeout=5_000)  # Playwright's default again, for the tests after these
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -8,6 +8,9 @@ from urllib.parse import urlsplit
 
 from tests.e2e.harness import PASSWORD
 
+# For page loads and clicks: JupyterLab's first load compiles megabytes of JavaScript.
+WAIT_MS = 30_000
+
 # Run in every page before the app's own scripts: wrap WebSocket so the test can read each socket's
 # URL, when it opened, and the close code and reason the browser saw. Playwright reports that a
 # socket closed but not its code, and the code (1008 from the gateway) is the point.
@@ -28,6 +31,14 @@ SOCKET_RECORDER = """
   };
 })();
 """
+
+
+def new_context(browser: Any) -> Any:
+    """A fresh browser profile with JavaScript ON (these are JavaScript apps) that records its WebSockets."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB")
+    context.set_default_timeout(WAIT_MS)
+    context.add_init_script(SOCKET_RECORDER)
+    return context
 
 
 class Socket(TypedDict):
