@@ -21,8 +21,8 @@ from tests.browser.conftest import browser  # noqa: F401  (the same Chromium, la
 from tests.e2e.harness import ROOT
 
 SKIP_ENV = "SKIP_APP_TESTS"
-# What the environments cost on this run, for the summary: (app, seconds), None when reused.
-INSTALLS: list[tuple[envs.App, float | None]] = []
+# What the environments cost on this run, for the summary.
+INSTALLS: list[envs.Outcome] = []
 
 
 def _ensure(app: envs.App, config: pytest.Config) -> envs.App:
@@ -34,14 +34,14 @@ def _ensure(app: envs.App, config: pytest.Config) -> envs.App:
         reporter = config.pluginmanager.getplugin("terminalreporter")
         if capture is not None and reporter is not None:
             with capture.global_and_fixture_disabled():
-                reporter.write_line(f"\ninstalling {app.name} {app.version} into "
-                                    f"{app.directory.relative_to(ROOT)} (first run only) ...")
+                reporter.write_line(f"\nmaking {app.directory.relative_to(ROOT)} for the real-app tests "
+                                    f"(first run only, a minute or two) ...")
     try:
-        seconds = envs.ensure(app)
+        outcome = envs.ensure(app)
     except envs.InstallError as error:
         pytest.fail(f"cannot install {app.name} for the real-app tests: {error}"
                     f"{'' if os.environ.get('CI') else f' (locally, {SKIP_ENV}=1 skips them)'}", pytrace=False)
-    INSTALLS.append((app, seconds))
+    INSTALLS.append(outcome)
     return app
 
 
@@ -73,6 +73,5 @@ def app_context(browser: Any) -> Iterator[Any]:  # noqa: F811  (the imported fix
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for app, seconds in INSTALLS:
-        how = "reused" if seconds is None else f"installed in {seconds:.0f} s"
-        terminalreporter.write_line(f"real-app environment {app.directory.relative_to(ROOT)}: {how}")
+    for outcome in INSTALLS:
+        terminalreporter.write_line(f"real-app environment {outcome}")

@@ -7,6 +7,10 @@ requirements file that pins every package (tests/apps/requirements/), so a new r
 dependency cannot change what CI tests. A stamp file written after a successful install records
 what was installed (the requirements' hash and the Python version); an environment whose stamp
 does not match, half-made ones included, is made again from scratch.
+
+`python3 -m tests.apps.envs` makes them all at once, side by side, from a bare Python (no
+dependencies): .ci/run starts it in the background while scripts/test installs the gateway, and
+the tests then find them made (a lock makes a test wait for an install still running).
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.harness import ROOT
-
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "apps"
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements"
 STAMP = ".installed"
+SECONDS_FILE = ".install-seconds"  # how long making it took, for the report of a later run
 # Measured on the 2-core CI machine with an empty pip cache: JupyterLab ~80 s, Datasette ~15 s.
 INSTALL_TIMEOUT = 900
 
@@ -89,17 +94,36 @@ def _run(command: list[str], log: Path) -> None:
         raise InstallError(f"'{' '.join(command[:4])} ...' exited with {result.returncode} (log: {log}):\n{tail}")
 
 
-def ensure(app: App) -> float | None:
-    """Make the app's environment unless its stamp matches; the seconds the install took, None if reused.
+@dataclass(frozen=True)
+class Outcome:
+    app: App
+    installed: bool  # False: it was there already (or another process made it meanwhile)
+    seconds: float  # installing, or waiting for another process's install
 
-    A lock serialises two test runs of the same worktree, so neither uses a half-made environment.
+    def __str__(self) -> str:
+        where = self.app.directory.relative_to(ROOT)
+        if self.installed:
+            return f"{where}: installed in {self.seconds:.0f} s"
+        if self.seconds < 1:
+            return f"{where}: reused"
+        # Another process (the CI's early install) was making it: say what it cost, and what we waited.
+        made = self.app.directory / SECONDS_FILE
+        took = f" in {float(made.read_text()):.0f} s" if made.exists() else ""
+        return f"{where}: installed{took} by another process, which this run waited {self.seconds:.0f} s for"
+
+
+def ensure(app: App) -> Outcome:
+    """Make the app's environment unless its stamp matches.
+
+    A lock serialises two processes (a test run, the CI's early install) wanting the same
+    environment, so neither uses a half-made one.
     """
     CACHE.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     with (CACHE / f"{app.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if app.installed():
-            return None
-        started = time.monotonic()
+            return Outcome(app, False, time.monotonic() - started)
         if app.directory.exists():
             shutil.rmtree(app.directory)
         log = CACHE / f"{app.directory.name}.install.log"
@@ -107,5 +131,26 @@ def ensure(app: App) -> float | None:
         _run([sys.executable, "-m", "venv", str(app.directory)], log)
         _run([str(app.bin("python")), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet",
               "-r", str(app.requirements)], log)
+        seconds = time.monotonic() - started
+        (app.directory / SECONDS_FILE).write_text(f"{seconds:.1f}\n")
         (app.directory / STAMP).write_text(app.wanted_stamp())
-        return time.monotonic() - started
+        return Outcome(app, True, seconds)
+
+
+def main() -> int:
+    apps = [JUPYTERLAB, DATASETTE]
+    with ThreadPoolExecutor(len(apps)) as pool:
+        futures = [pool.submit(ensure, app) for app in apps]
+    failed = 0
+    for app, future in zip(apps, futures, strict=True):
+        error = future.exception()
+        if error is None:
+            print(f"real-app environment {future.result()}")
+        else:
+            failed += 1
+            print(f"real-app environment for {app.name}: {error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
