@@ -104,12 +104,11 @@ class Outcome:
         where = self.app.directory.relative_to(ROOT)
         if self.installed:
             return f"{where}: installed in {self.seconds:.0f} s"
-        if self.seconds < 1:
-            return f"{where}: reused"
-        # Another process (the CI's early install) was making it: say what it cost, and what we waited.
+        # Made earlier, or meanwhile by another process (the CI's early install): say what it cost.
         made = self.app.directory / SECONDS_FILE
-        took = f" in {float(made.read_text()):.0f} s" if made.exists() else ""
-        return f"{where}: installed{took} by another process, which this run waited {self.seconds:.0f} s for"
+        took = f"its install took {float(made.read_text()):.0f} s" if made.exists() else "made earlier"
+        waited = f", this run waited {self.seconds:.0f} s for it" if self.seconds >= 1 else ""
+        return f"{where}: reused ({took}{waited})"
 
 
 def ensure(app: App) -> Outcome:
