@@ -555,7 +555,7 @@ def test_readme_obvious_datasette_policy_warns_as_shown() -> None:
 
 RECOMMENDED_DATASETTE = [
     # (target, roles or None for anonymous, allowed)
-    ("/", [], True),
+    ("/", [], False),  # the index lists every database's tables: hr only
     ("/-/static/app.css", [], True),
     ("/public", [], True),
     ("/public.json", [], True),
@@ -574,9 +574,11 @@ RECOMMENDED_DATASETTE = [
     ("/hr%20", [], False),
     ("/-/databases.json", [], False),
     ("/_memory?sql=select+*+from+hr.salaries", [], False),
+    ("/", ["hr"], True),
     ("/hr.csv", ["hr"], True),
     ("/hr/employees", ["hr"], True),
-    ("/~68r/employees.csv", ["hr"], False),  # no role opens a shape nobody listed
+    ("/hr.db", ["hr"], False),  # a shape nobody listed: refused to holders of hr too
+    ("/~68r/employees.csv", ["hr"], False),
     ("/public", None, False),
 ]
 
