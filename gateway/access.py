@@ -59,7 +59,8 @@ class Exchange:
         self.bytes = 0  # body bytes sent to the client
         self.upstream: float | None = None  # seconds until the upstream's response head
         # "complete", or why the answer was cut after its head went out: "client_closed",
-        # "upstream_timeout" (upstream.read_timeout) or "upstream_error". A status alone cannot tell:
+        # "client_timeout" (server.send_timeout), "upstream_timeout" (upstream.read_timeout) or
+        # "upstream_error". A status alone cannot tell:
         # a 200 whose body stopped half way is still logged as 200.
         self.ended = "complete"
 

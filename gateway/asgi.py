@@ -7,6 +7,7 @@ path, which runs below Quart's per-request machinery: the proxied request is the
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
@@ -33,7 +34,7 @@ from gateway.errors import (
     render_error,
     wants_html,
 )
-from gateway.http import HostRules, check_host
+from gateway.http import HostRules, check_forwarded_host, check_host
 from gateway.metrics import ALLOW, BAD_REQUEST, DENY, GATEWAY_PAGE, LOGIN, REAUTH
 from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, decide_tunnelled
 from gateway.policy.paths import origin_form
@@ -45,7 +46,9 @@ from gateway.proxy.headers import (
     HeaderRules,
     client_address,
     downstream_response_headers,
+    is_trusted,
     method_overrides,
+    normalize,
     public_origin,
     upstream_request_headers,
 )
@@ -144,8 +147,30 @@ def recording_send(send: Send, exchange: Exchange) -> Send:
     return recorded
 
 
+# The health probes answer whatever public host is named (a well-formed one): they tell nothing.
+PROBES = frozenset({"/.gateway/healthz", "/.gateway/readyz"})
+ANY_HOST = HostRules()
+FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+CLOSE = (b"connection", b"close")
+
+
+def _close_if_body(scope: Scope) -> tuple[tuple[bytes, bytes], ...]:
+    """``Connection: close`` for a refusal of a request that declared a body: the body may be
+    unread (or still arriving, a byte at a time), and the connection must not stay open for it."""
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" \t0")):
+            return (CLOSE,)
+    return ()
+
+
+class ClientTooSlow(Exception):
+    """The client did not take a piece of the response within server.send_timeout."""
+
+
 def ending_of(exc: Exception) -> str:
     """Why a response stopped after its head was sent, for the access line and the metrics."""
+    if isinstance(exc, ClientTooSlow):
+        return "client_timeout"
     if isinstance(exc, httpx.TimeoutException):
         return "upstream_timeout"
     if isinstance(exc, (ClientDisconnected, OSError)) and not isinstance(exc, httpx.HTTPError):
@@ -167,6 +192,7 @@ class Gateway:
         self._max_body_size = settings.server.max_body_size
         self._body_timeout = settings.server.body_timeout
         self._body_min_rate = settings.server.body_min_rate
+        self._send_timeout = settings.server.send_timeout
         self.hosts = HostRules.from_settings(settings.server.hosts, settings.server.public_url)
         self._client_slots = ClientSlots(settings.upstream.max_connections_per_client)
         self.metrics = services.metrics
@@ -186,9 +212,16 @@ class Gateway:
         except PathError as exc:
             raise BadRequest(f"Malformed or ambiguous path: {exc}.") from None
 
-    def check_host(self, scope: Scope) -> None:
-        """The Host header: one, well formed, and one of the public hosts when they are listed (400)."""
-        check_host(scope["headers"], self.hosts, scope.get("http_version", "1.1"))
+    def check_host(self, scope: Scope, *, listed_only: bool = True) -> None:
+        """The Host header: one, well formed, and one of the public hosts when they are listed (400);
+        and a trusted proxy's X-Forwarded-Host, which then stands for it, likewise."""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        rules = self.hosts if listed_only else ANY_HOST
+        check_host(headers, rules, scope.get("http_version", "1.1"))
+        if self.rules.trusted_proxies:
+            peer = scope.get("client")
+            if is_trusted(peer[0] if peer else None, self.rules.trusted_proxies):
+                check_forwarded_host([v for k, v in headers if k == b"x-forwarded-host"], rules)
 
     def client_ip(self, headers: list[tuple[bytes, bytes]], peer: str | None) -> str:
         """The real client: the peer, or behind [server] trusted_proxies the address they name."""
@@ -220,8 +253,9 @@ class Gateway:
         if raw_path is not given:  # absolute-form target, or a server without raw_path: record the path used
             scope = dict(scope, raw_path=raw_path)
         try:
-            self.check_host(scope)
             canonical = self.canonical_target(raw_path, scope.get("query_string", b""), scope["method"])
+            # Load balancers probe health by address, whatever server.hosts says.
+            self.check_host(scope, listed_only=canonical.decision not in PROBES)
         except GatewayError as exc:
             await self._refuse(scope, send, exc, exchange, refused_path=raw_path)
             return
@@ -255,7 +289,8 @@ class Gateway:
             exchange.decision = BAD_REQUEST
             exchange.path = refused_path[:MAX_LOGGED_PATH].decode("latin-1")
         exchange.status, exchange.bytes = status, len(body)
-        await send_simple(send, status, [*headers, *self.rules.response_headers, (REQUEST_ID, exchange.request_id)], body)
+        await send_simple(send, status, [*headers, *self.rules.response_headers, (REQUEST_ID, exchange.request_id),
+                                         *_close_if_body(scope)], body)
 
     async def _identify(self, headers: list[tuple[bytes, bytes]], client: str) -> tuple[ActiveSession | None, bool]:
         """The live session named by the cookie, and whether a cookie was sent at all."""
@@ -311,7 +346,8 @@ class Gateway:
         outgoing = upstream_request_headers(headers, self.rules, principal=principal, client=peer,
                                             scheme=scope.get("scheme", "http"), request_id=exchange.request_id)
         # Re-framed from what the gateway reads itself: never the client's own length (see framing.py).
-        outgoing = [(name, value) for name, value in outgoing if name != b"content-length"]
+        # (Content_Length too: a backend that reads "_" as "-" would frame the body by it.)
+        outgoing = [(name, value) for name, value in outgoing if normalize(name) not in FRAMING_HEADERS]
         length = framing.header()
         if length is not None:
             outgoing.append(length)
@@ -357,8 +393,13 @@ class Gateway:
             exchange.status = response.status
             await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
             length = _content_length(response.header(b"content-length"))
-            if (body is None or body.finished) and (length is None or length > LONG_RESPONSE):
+            long_response = length is None or length > LONG_RESPONSE
+            if (body is None or body.finished) and long_response:
                 watch = DisconnectWatch(receive)
+            # A client that stops reading holds an upstream connection: server.send_timeout bounds how
+            # long one piece may wait to be taken (nginx's send_timeout). A short answer fits in the
+            # socket buffers and needs no timer.
+            send_timeout = self._send_timeout if long_response else None
             async for chunk in response.stream:
                 if watch is not None and watch.gone:
                     log.info("client went away during %s %s; upstream response dropped", method, canonical.decision)
@@ -366,7 +407,11 @@ class Gateway:
                     return
                 if chunk:
                     exchange.bytes += len(chunk)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    try:
+                        async with asyncio.timeout(send_timeout):
+                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    except TimeoutError:
+                        raise ClientTooSlow() from None
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except Exception as exc:
             # Headers are already out: the only honest signal left is to cut the connection.
@@ -399,12 +444,13 @@ class Gateway:
             original = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
             location = sign_in_url(original) + ("&reauth=1" if reauth else "")
             exchange.status = 302
+            extra.extend(_close_if_body(scope))
             await send_simple(send, 302, [(b"location", location.encode()), (b"cache-control", b"no-store"),
                                           (b"content-length", b"0"), *extra, *self.rules.response_headers])
             return
         status, out, body = render_error(ReauthenticationRequired() if reauth else Unauthorized(), False)
         exchange.status, exchange.bytes = status, len(body)
-        await send_simple(send, status, [*out, *extra, *self.rules.response_headers], body)
+        await send_simple(send, status, [*out, *extra, *self.rules.response_headers, *_close_if_body(scope)], body)
 
     def _expire_cookie(self) -> bytes:
         name = self.services.cookie.name

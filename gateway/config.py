@@ -57,6 +57,7 @@ class ServerSettings:
     hosts: tuple[str, ...] = ()
     body_timeout: float = 30.0  # seconds a request body may pause between chunks; then 408
     body_min_rate: int = 1024  # bytes/s a body must average once body_timeout has passed; 0 = none
+    send_timeout: float = 60.0  # seconds a client may take to accept a piece of a long response
 
     @property
     def tls(self) -> bool:
@@ -478,6 +479,7 @@ SCHEMA: dict[tuple[str, str], tuple[Parser, Any]] = {
     ("server", "hosts"): (_hosts, []),
     ("server", "body_timeout"): (_seconds, "30s"),
     ("server", "body_min_rate"): (_size_in(0, 1024**3), "1k"),
+    ("server", "send_timeout"): (_seconds, "60s"),
     ("upstream", "url"): (_origin, "http://127.0.0.1:8081"),
     ("upstream", "connect_timeout"): (_seconds, "5s"),
     ("upstream", "read_timeout"): (_seconds, "60s"),

@@ -5,6 +5,10 @@
   The head is measured twice: the bytes received while it is incomplete (a head that never ends),
   and exactly, header by header, when it is complete (a head that arrives in one read). Over
   ``max_head`` the client gets ``431`` and the connection is closed: no request is started.
+- At most MAX_HEADERS header lines: each costs Uvicorn some 120 bytes of Python objects however
+  short it is, so 64 KiB of ``a:b`` lines would cost 1.5 MiB per connection.
+- Trailers of a chunked request body count against the same size and time limits as the head
+  (over them the connection is closed), and are never kept: ASGI has no request trailers.
 - A deadline for the request head: without one, a client sending a header line every few seconds
   ("slowloris") holds its connection, and its file descriptor, for ever. A head not complete
   ``head_timeout`` after its first byte gets ``408`` and a close; a new connection that sends
@@ -45,6 +49,10 @@ DEFAULT_HEAD_TIMEOUT = 20.0
 # Where a head ends. llhttp insists on CRLF line ends (a bare LF is a parse error), so every
 # complete head, and every chunked body's last line, contains this.
 HEAD_END = b"\r\n\r\n"
+MAX_HEADERS = 100  # header lines in a request head (Apache's LimitRequestFields); then 431
+# The WebSocket library that parses a handshake after the upgrade refuses a head line over this
+# many bytes (CRLF included), and without a word: such a handshake gets 431 here instead.
+WEBSOCKET_MAX_LINE = 8192
 
 
 def declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -92,6 +100,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._backlog: bytes = b""  # received, not yet parsed: what follows a request parsed ahead
         self._draining = False
         self._upgrade_ignored = False  # llhttp stopped at an upgrade: nothing more can be parsed
+        self._header_count = 0
+        self._trailer_size = 0
+        self._trailer_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
         self.flow = _HeldFlow(transport, self)
         self._head_bytes = 0  # received while the head is incomplete
@@ -158,7 +169,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_size = self._target_size = 0
+        self._head_size = self._target_size = self._header_count = 0
         self._refused = self.transport.is_closing()
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
@@ -169,8 +180,27 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._refused:
+            return
+        if not self._in_head:
+            self._on_trailer(name, value)
+            return
+        self._header_count += 1
+        if self._header_count > MAX_HEADERS:
+            self._refuse(b"431 Request Header Fields Too Large", b"Too many request header fields.\n")
+            return
         super().on_header(name, value)
         self._head_size += len(name) + len(value) + 4
+
+    def _on_trailer(self, name: bytes, value: bytes) -> None:
+        """A trailer line of a chunked body: counted and timed like the head, then dropped. The
+        answer may already be out (the gateway refused the request), so over a limit the
+        connection is closed rather than answered."""
+        self._trailer_size += len(name) + len(value) + 4
+        if self._trailer_size > self.max_head:
+            self.transport.close()
+        elif self._trailer_timer is None:
+            self._trailer_timer = self.loop.call_later(self.head_timeout, self.transport.close)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -185,6 +215,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self._should_upgrade():  # a WebSocket handshake: a GET, and nothing after its head
                 if self.parser.get_method() != b"GET" or declares_body(self.headers):
                     self._refuse(b"400 Bad Request", b"A WebSocket handshake is a GET without a body.\n")
+                    return
+                if len(self.url) + len(b"GET  HTTP/1.1\r\n") > WEBSOCKET_MAX_LINE:
+                    self._refuse(b"414 URI Too Long", b"The request target is too long.\n")
+                    return
+                if any(len(name) + len(value) + 4 > WEBSOCKET_MAX_LINE for name, value in self.headers):
+                    self._refuse(b"431 Request Header Fields Too Large", b"A handshake header line is too long.\n")
                     return
             elif declares_body(self.headers):
                 # llhttp would not read this body: refused, never forwarded with a length it lacks.
@@ -202,6 +238,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._trailer_size = 0
+        if self._trailer_timer is not None:
+            self._trailer_timer.cancel()
+            self._trailer_timer = None
         if not self._refused:
             super().on_message_complete()
 
@@ -220,6 +260,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._trailer_timer is not None:
+            self._trailer_timer.cancel()
         super().connection_lost(exc)
 
     def _cancel_head_timer(self) -> None:

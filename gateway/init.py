@@ -105,6 +105,7 @@ trusted_proxies = []
 # hosts = []                  # Host values browsers use ("app.example.com"); others get 400
 # body_timeout = "30s"        # a request body may pause this long between chunks; then 408
 # body_min_rate = "1k"        # bytes/s a body must average after body_timeout; 0 = no minimum
+# send_timeout = "60s"        # a client may take this long to accept a piece of a long answer
 
 [upstream]
 # The app behind the gateway: scheme://host:port, without a path.

@@ -79,7 +79,7 @@ class _Registered:
 
 
 # How a proxied response ended, when not "complete" (see access.Exchange.ended).
-ABORTED_ENDINGS = ("client_closed", "upstream_timeout", "upstream_error")
+ABORTED_ENDINGS = ("client_closed", "client_timeout", "upstream_timeout", "upstream_error")
 
 
 class Metrics:

@@ -86,3 +86,19 @@ def check_host(headers: Sequence[tuple[bytes, bytes]], rules: HostRules, http_ve
     if rules.restricted and not rules.allows(found):
         raise BadRequest("Unknown host.")
     return found
+
+
+def check_forwarded_host(values: Sequence[bytes], rules: HostRules) -> None:
+    """A trusted proxy's X-Forwarded-Host lines: every host in them well formed, and the one the
+    gateway uses (the last) one of the public hosts when they are listed. A proxy that copies its
+    client's header (``proxy_set_header X-Forwarded-Host $http_x_forwarded_host``) must not be a
+    way around the Host check."""
+    last: bytes | None = None
+    for value in values:
+        for item in value.split(b","):
+            host = item.strip()
+            if not _well_formed(host):
+                raise BadRequest("Malformed X-Forwarded-Host header.")
+            last = host
+    if last is not None and rules.restricted and not rules.allows(last):
+        raise BadRequest("Unknown host.")
