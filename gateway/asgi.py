@@ -40,7 +40,7 @@ from gateway.policy import CanonicalPath, Outcome, PathError, canonicalize, deci
 from gateway.policy.paths import origin_form
 from gateway.proxy.admission import ClientSlots
 from gateway.proxy.forward import ClientBody, ClientDisconnected, DisconnectWatch, Upstream
-from gateway.proxy.framing import request_framing
+from gateway.proxy.framing import declares_body, request_framing
 from gateway.proxy.headers import (
     REQUEST_ID,
     HeaderRules,
@@ -48,7 +48,6 @@ from gateway.proxy.headers import (
     downstream_response_headers,
     is_trusted,
     method_overrides,
-    normalize,
     public_origin,
     upstream_request_headers,
 )
@@ -150,17 +149,13 @@ def recording_send(send: Send, exchange: Exchange) -> Send:
 # The health probes answer whatever public host is named (a well-formed one): they tell nothing.
 PROBES = frozenset({"/.gateway/healthz", "/.gateway/readyz"})
 ANY_HOST = HostRules()
-FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 CLOSE = (b"connection", b"close")
 
 
 def _close_if_body(scope: Scope) -> tuple[tuple[bytes, bytes], ...]:
     """``Connection: close`` for a refusal of a request that declared a body: the body may be
     unread (or still arriving, a byte at a time), and the connection must not stay open for it."""
-    for name, value in scope["headers"]:
-        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" \t0")):
-            return (CLOSE,)
-    return ()
+    return (CLOSE,) if declares_body(scope["headers"]) else ()
 
 
 class ClientTooSlow(Exception):
@@ -173,7 +168,7 @@ def ending_of(exc: Exception) -> str:
         return "client_timeout"
     if isinstance(exc, httpx.TimeoutException):
         return "upstream_timeout"
-    if isinstance(exc, (ClientDisconnected, OSError)) and not isinstance(exc, httpx.HTTPError):
+    if isinstance(exc, (ClientDisconnected, OSError)):
         return "client_closed"
     return "upstream_error"
 
@@ -346,8 +341,6 @@ class Gateway:
         outgoing = upstream_request_headers(headers, self.rules, principal=principal, client=peer,
                                             scheme=scope.get("scheme", "http"), request_id=exchange.request_id)
         # Re-framed from what the gateway reads itself: never the client's own length (see framing.py).
-        # (Content_Length too: a backend that reads "_" as "-" would frame the body by it.)
-        outgoing = [(name, value) for name, value in outgoing if normalize(name) not in FRAMING_HEADERS]
         length = framing.header()
         if length is not None:
             outgoing.append(length)

@@ -43,6 +43,7 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.asgi import MAX_TARGET_BYTES
+from gateway.proxy.framing import declares_body
 
 DEFAULT_MAX_HEAD = 64 * 1024
 DEFAULT_HEAD_TIMEOUT = 20.0
@@ -53,16 +54,6 @@ MAX_HEADERS = 100  # header lines in a request head (Apache's LimitRequestFields
 # The WebSocket library that parses a handshake after the upgrade refuses a head line over this
 # many bytes (CRLF included), and without a word: such a handshake gets 431 here instead.
 WEBSOCKET_MAX_LINE = 8192
-
-
-def declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
-    """A Transfer-Encoding of any kind, or a Content-Length above zero (llhttp checked its syntax)."""
-    for name, value in headers:
-        if name == b"transfer-encoding":
-            return True
-        if name == b"content-length" and value.strip(b" \t0"):
-            return True
-    return False
 
 
 class _HeldFlow(FlowControl):

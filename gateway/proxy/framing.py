@@ -21,6 +21,16 @@ from gateway.errors import BadRequest, PayloadTooLarge
 NO_BODY_METHODS = frozenset({"GET", "HEAD", "TRACE"})
 
 
+def declares_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """A Transfer-Encoding of any kind, or a Content-Length above zero (the parser checked its syntax)."""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length" and value.strip(b" \t0"):
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Framing:
     """``length``: the exact body size the client declared (0 included), or None when it declared

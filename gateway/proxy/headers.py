@@ -35,8 +35,10 @@ ROUTING = frozenset(
 REQUEST_ID = b"x-request-id"
 # Set by the gateway itself or meaningless across it; never passed on from a client.
 # (Expect: the gateway reads the body itself, so a 100-continue handshake upstream would only stall.
-# X-Request-ID: the gateway sends its own, which keeps the client's only when that is a sane token.)
-ALWAYS_STRIPPED = frozenset({b"remote-addr", b"host", b"expect", REQUEST_ID})
+# X-Request-ID: the gateway sends its own, which keeps the client's only when that is a sane token.
+# Content-Length: the gateway writes its own from what it read (proxy/framing.py); Content_Length
+# too, which a backend reading "_" as "-" would frame the body by.)
+ALWAYS_STRIPPED = frozenset({b"remote-addr", b"host", b"expect", b"content-length", REQUEST_ID})
 
 # Every X-Forwarded-* name the gateway does not set itself is removed, from trusted proxies too:
 # apps and frameworks read X-Forwarded-Email, -Groups, -Uid, -Access-Token ... as identity. Only
@@ -231,7 +233,8 @@ def upstream_request_headers(
 ) -> HeaderList:
     """The request headers sent upstream.
 
-    Removes hop-by-hop headers (and those named in Connection), every client copy of an identity
+    Removes hop-by-hop headers (and those named in Connection), the client's body framing (the
+    caller adds the gateway's own Content-Length), every client copy of an identity
     header, every X-Forwarded-* the gateway does not set, other gateways' identity headers, the
     names of [proxy] strip_headers, Quart's synthetic Remote-Addr, the client's X-Request-ID, routing
     headers from untrusted clients and the gateway's own cookies; then adds Host, X-Forwarded-*,
@@ -244,13 +247,10 @@ def upstream_request_headers(
     out: HeaderList = []
     host = b""
     forwarded: dict[bytes, bytes] = {}
-    has_transfer_encoding = False
     for name, value in headers:
         key = normalize(name)
         if key == b"host":
             host = value
-        if key == b"transfer-encoding":
-            has_transfer_encoding = True
         if key in stripped_names or key in nominated:
             continue
         if key in ROUTING:
@@ -266,10 +266,6 @@ def upstream_request_headers(
                 out.append((b"cookie", stripped))
             continue
         out.append((name.lower(), value))
-    if has_transfer_encoding:
-        # A body framed by Transfer-Encoding is re-framed by the client library; a Content-Length
-        # beside it is the classic smuggling pair, so it never travels on.
-        out = [(n, v) for n, v in out if n != b"content-length"]
     address = (client or "").encode()
     out.append((b"host", host if rules.preserve_host and host else rules.upstream_host))
     if trusted:

@@ -93,7 +93,7 @@ def handshake_headers(
     out = upstream_request_headers(headers, rules, principal=principal, client=client, scheme=http_scheme,
                                    request_id=request_id)
     return [(name, value) for name, value in out
-            if name != b"host" and name != b"content-length" and not name.startswith(b"sec-websocket-")]
+            if name != b"host" and not name.startswith(b"sec-websocket-")]
 
 
 def decision_for(policy: Policy, principal: Principal | None, path: str, headers: RawHeaders) -> Decision:
