@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import SCHEMA, ConfigError, load_settings
-from gateway.init import (
+from gateway.cli.scaffold import (
     InitOptions,
     Writer,
     check_options,

@@ -27,7 +27,7 @@ from gateway.auth.passwords import MAX_LENGTH, Passwords, WeakPassword, check_st
 from gateway.auth.sessions import SessionManager, printable, short_id
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.durations import parse_duration
-from gateway.init import (
+from gateway.cli.scaffold import (
     DEFAULT_ADMIN,
     DEFAULT_HOST,
     DEFAULT_PORT,
