@@ -10,17 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import SCHEMA, ConfigError, load_settings
-from gateway.cli.scaffold import (
-    InitOptions,
-    Writer,
-    check_options,
-    config_text,
-    first_clash,
-    policy_text,
-    toml_string,
-    write_files,
-)
+from gateway.cli.scaffold import Writer, first_clash, policy_text, write_files
+from gateway.config import SCHEMA, ConfigError, InitOptions, check_options, config_text, load_settings, toml_string
 from gateway.policy import Principal, decide, load_policy
 
 EXAMPLE = re.compile(r"^# (\w+) = ")
