@@ -125,3 +125,15 @@ def test_any_policy_file_already_there_is_a_clash(tmp_path: Path) -> None:
     (tmp_path / "policies" / "other.yaml").write_text("rules: []\n")
     assert first_clash(tmp_path) == tmp_path / "policies" / "other.yaml"
     assert first_clash(tmp_path / "elsewhere") is None
+
+
+def test_inits_options_and_folders_default_to_the_settings_defaults() -> None:
+    from gateway.cli.init import init
+    from gateway.cli.scaffold import POLICY_FOLDER, STORE_FILE, STORE_FOLDER
+
+    defaults = {param.name: param.default for param in init.params}
+    assert defaults["upstream"] == SCHEMA[("upstream", "url")].default
+    assert defaults["host"] == SCHEMA[("server", "host")].default
+    assert defaults["port"] == SCHEMA[("server", "port")].default
+    assert f"{STORE_FOLDER}/{STORE_FILE}" == SCHEMA[("store", "path")].default
+    assert POLICY_FOLDER == SCHEMA[("policy", "dir")].default
