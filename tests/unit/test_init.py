@@ -136,4 +136,4 @@ def test_inits_options_and_folders_default_to_the_settings_defaults() -> None:
     assert defaults["host"] == SCHEMA[("server", "host")].default
     assert defaults["port"] == SCHEMA[("server", "port")].default
     assert f"{STORE_FOLDER}/{STORE_FILE}" == SCHEMA[("store", "path")].default
-    assert POLICY_FOLDER == SCHEMA[("policy", "dir")].default
+    assert SCHEMA[("policy", "dir")].default == POLICY_FOLDER
