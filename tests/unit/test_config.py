@@ -293,3 +293,109 @@ def test_strip_headers_problems_are_reported_with_the_others(tmp_path: Path) -> 
         load_settings(write(tmp_path, ""), env={"GATEWAY_PROXY_STRIP_HEADERS": "X-Ok, Bad Name"})
     assert info.value.problems == ["environment: GATEWAY_PROXY_STRIP_HEADERS: expected header names "
                                    "(letters, digits, '-', '_'; a trailing '*' for a prefix), got 'Bad Name'"]
+
+
+# --- each default is declared once, in config/schema.py: everything else must agree with it
+
+
+def _section_classes() -> dict[str, type]:
+    import typing
+
+    from gateway.config import Settings
+
+    hints = typing.get_type_hints(Settings)
+    return {name: cls for name, cls in hints.items() if isinstance(cls, type) and hasattr(cls, "__dataclass_fields__")}
+
+
+# Keys read into something other than a field of the same name, or resolved against the config's folder.
+NOT_A_FIELD = {("server", "secret_key_file")}
+RESOLVED_PATHS = {("store", "path"), ("policy", "dir")}
+
+
+def test_every_key_is_a_settings_field_and_every_field_default_is_the_schema_default() -> None:
+    import dataclasses
+
+    from gateway.config import SCHEMA
+
+    classes = _section_classes()
+    assert {section for section, _ in SCHEMA} == set(classes)
+    for section, cls in classes.items():
+        by_name = {f.name: f for f in dataclasses.fields(cls)}
+        for (key_section, name), key in SCHEMA.items():
+            if key_section != section or (section, name) in NOT_A_FIELD:
+                continue
+            assert name in by_name, f"{section}.{name} has no field in {cls.__name__}"
+            field = by_name[name]
+            if (section, name) in RESOLVED_PATHS:
+                assert field.default is dataclasses.MISSING
+                continue
+            # A literal default in the dataclass is a second declaration; it must at least agree.
+            assert field.default == key.value, f"{cls.__name__}.{name} = {field.default!r}, schema says {key.value!r}"
+
+
+def test_an_empty_config_gives_exactly_the_dataclass_defaults(tmp_path: Path) -> None:
+    from gateway.config import ServerSettings
+
+    settings = load_settings(write(tmp_path, ""), env={})
+    for section, cls in _section_classes().items():
+        if section in {"store", "policy"}:
+            continue
+        assert getattr(settings, section) == cls(), section
+    assert settings.server == ServerSettings()
+    assert not settings.policy.case_insensitive and not settings.policy.allow_path_params
+
+
+def test_inits_template_shows_the_schema_defaults() -> None:
+    import re
+    import tomllib
+
+    from gateway.config import SCHEMA, InitOptions, config_text
+
+    section = ""
+    shown: dict[tuple[str, str], object] = {}
+    for line in config_text(InitOptions()).splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif match := re.match(r"^(?:# )?(\w+) = ", line):
+            shown[(section, match.group(1))] = tomllib.loads(line.removeprefix("# "))[match.group(1)]
+    for name, key in SCHEMA.items():
+        expected = key.default if key.default is not None else key.example
+        if name == ("server", "secret_key_file"):
+            continue  # init writes the key file it creates
+        assert shown[name] == expected, name
+
+
+def _readme_rows() -> list[tuple[str, str]]:
+    """(section.key, default cell) for each key in the README's table of settings."""
+    import re
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = []
+    for line in readme.splitlines():
+        match = re.match(r"^\| (`\w+\.\w+`[^|]*)\| ([^|]*) \|", line)
+        if not match:
+            continue
+        names = re.findall(r"`([\w.]+)`", match.group(1))
+        defaults = [cell.strip() for cell in match.group(2).split(" / ")] if " / " in match.group(2) else None
+        section = names[0].split(".")[0]
+        for index, name in enumerate(names):
+            full = name if "." in name else f"{section}.{name}"
+            rows.append((full, defaults[index] if defaults else match.group(2).strip()))
+    return rows
+
+
+def test_the_readme_documents_every_key_at_its_schema_default() -> None:
+    from gateway.config import SCHEMA, toml_string
+    from gateway.config.template import toml_value
+
+    documented = _readme_rows()
+    assert documented, "the README's table of settings was not found"
+    for full, cell in documented:
+        section, name = full.split(".")
+        key = SCHEMA[(section, name)]
+        if key.default is None:
+            assert cell == "—" or cell.startswith("= "), f"README: {full} shows {cell}, the schema has no default"
+            continue
+        value = key.default if isinstance(key.default, str) else toml_value(key.default)
+        assert cell.strip("`") == value, f"README: {full} default {cell}, schema: {toml_string(str(value))}"
+    assert {tuple(full.split(".")) for full, _ in documented} == set(SCHEMA), "a key missing from the README"

@@ -10,17 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import SCHEMA, ConfigError, load_settings
-from gateway.init import (
-    InitOptions,
-    Writer,
-    check_options,
-    config_text,
-    first_clash,
-    policy_text,
-    toml_string,
-    write_files,
-)
+from gateway.cli.scaffold import Writer, first_clash, policy_text, write_files
+from gateway.config import SCHEMA, ConfigError, InitOptions, check_options, config_text, load_settings, toml_string
 from gateway.policy import Principal, decide, load_policy
 
 EXAMPLE = re.compile(r"^# (\w+) = ")
@@ -134,3 +125,15 @@ def test_any_policy_file_already_there_is_a_clash(tmp_path: Path) -> None:
     (tmp_path / "policies" / "other.yaml").write_text("rules: []\n")
     assert first_clash(tmp_path) == tmp_path / "policies" / "other.yaml"
     assert first_clash(tmp_path / "elsewhere") is None
+
+
+def test_inits_options_and_folders_default_to_the_settings_defaults() -> None:
+    from gateway.cli.init import init
+    from gateway.cli.scaffold import POLICY_FOLDER, STORE_FILE, STORE_FOLDER
+
+    defaults = {param.name: param.default for param in init.params}
+    assert defaults["upstream"] == SCHEMA[("upstream", "url")].default
+    assert defaults["host"] == SCHEMA[("server", "host")].default
+    assert defaults["port"] == SCHEMA[("server", "port")].default
+    assert f"{STORE_FOLDER}/{STORE_FILE}" == SCHEMA[("store", "path")].default
+    assert SCHEMA[("policy", "dir")].default == POLICY_FOLDER

@@ -1,0 +1,43 @@
+"""`gateway serve`: check everything that can be checked once, then run the server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from gateway.cli.common import config_option, exit_with_problems, fail, opened_store, settings_from
+from gateway.policy import PolicyError, load_policy
+from gateway.store.base import StoreError
+
+__all__ = ["serve"]
+
+
+@click.command()
+@config_option
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run the gateway (listens on [server] host:port, forwards to [upstream] url)."""
+    settings = settings_from(ctx, require_secret=True)
+    from gateway.server import configure_logging
+    from gateway.server import serve as run_server
+
+    configure_logging(settings)
+
+    async def preflight() -> None:
+        # Fail here with one line, not later inside the server's start-up with a traceback. This
+        # also migrates the store once, before any worker process opens it.
+        async with opened_store(settings.store.path):
+            pass
+
+    try:
+        asyncio.run(preflight())
+    except StoreError as exc:
+        fail(f"store.path: {exc}")
+
+    try:
+        # Checked here, once, where a bad policy is one clear line (a worker would crash on it).
+        policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
+        run_server(settings, policy)
+    except PolicyError as exc:
+        exit_with_problems(exc.problems)
