@@ -21,7 +21,6 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from gateway.audit import Audit, audit_line, configure_audit_log
 from gateway.auth.accounts import Accounts, check_user_name, parse_roles
 from gateway.auth.passwords import MAX_LENGTH, Passwords, WeakPassword, check_strength
 from gateway.auth.sessions import SessionManager, printable, short_id
@@ -45,6 +44,7 @@ from gateway.init import (
     store_files,
     write_files,
 )
+from gateway.observe.audit import Audit, audit_line, configure_audit_log
 from gateway.policy import PolicyError, Principal, load_policy
 from gateway.policy.analysis import explain, shadowed_rules, unheld_roles
 from gateway.policy.lookalikes import lookalike_siblings
