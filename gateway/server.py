@@ -1,7 +1,7 @@
 """Running the gateway under an ASGI server (Uvicorn), in one process or several.
 
-Uvicorn was chosen by measurement (bench/proxy_bench.py, CPU per proxied request): Uvicorn with
-httptools and uvloop ~200 us, Granian ~230 us here. Several workers share one listening socket;
+Uvicorn (with httptools and uvloop) was chosen by measurement: see bench/proxy_bench.py and the
+README's "Performance". Several workers share one listening socket;
 each builds its own app (its own store connection, session cache, policy watcher). They agree
 through the SQLite file: the session cache notices other workers' writes (see store/sqlite.py).
 """
