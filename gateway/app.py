@@ -5,33 +5,33 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-import httpx
-from quart import Quart, Response, request
-from werkzeug.exceptions import HTTPException
+from quart import Quart, Response
 
 from gateway.asgi import Gateway
-from gateway.audit import Audit
-from gateway.auth import views as auth_views
 from gateway.auth.accounts import Accounts
 from gateway.auth.cookie import SessionCookie
 from gateway.auth.csrf import Csrf
 from gateway.auth.device import DeviceCookie
+from gateway.auth.gate import Gate
+from gateway.auth.identify import Identifier
 from gateway.auth.passwords import Passwords
 from gateway.auth.sessions import SessionManager
 from gateway.auth.throttle import Throttle
-from gateway.auth.user import GatewayAuth, auth_config
+from gateway.clock import Clock, system_clock
 from gateway.config import Settings
-from gateway.errors import GatewayError, ServiceUnavailable, error_for_status, render_error, wants_html
-from gateway.metrics import Metrics
-from gateway.pages import Pages
+from gateway.http import HostRules, Pages, Refusals, Targets, TrustedProxies
+from gateway.observe import AccessLog, Audit, Metrics
 from gateway.policy import Policy, PolicyError, load_policy
 from gateway.policy.watcher import PolicyWatcher
-from gateway.proxy.forward import Upstream
+from gateway.proxy.handler import ProxyHandler
 from gateway.proxy.headers import HeaderRules, transport_security_headers
-from gateway.services import PolicyState, Services, current_services
-from gateway.status import bp as status_bp
-from gateway.store.base import StoreUnavailable
+from gateway.proxy.upstream import Upstream
+from gateway.proxy.websocket import WebSocketRelay
+from gateway.services import PolicyState, Services
 from gateway.store.sqlite import SqliteStore
+from gateway.web import GatewayAuth, auth_bp, auth_config, register_error_handlers, status_bp
+
+__all__ = ["create_app"]
 
 log = logging.getLogger("gateway")
 
@@ -39,38 +39,35 @@ log = logging.getLogger("gateway")
 MAX_FORM_BYTES = 64 * 1024
 
 
-def create_app(
-    settings: Settings,
-    *,
-    policy: Policy | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> Gateway:
+def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock = system_clock) -> Gateway:
     if settings.server.secret_key is None:
         raise ValueError("create_app needs settings with a secret key")
     secret = settings.server.secret_key
     store = SqliteStore(settings.store.path, session_cache_ttl=settings.session.cache_ttl)
     passwords = Passwords(settings.passwords)
-    audit = Audit(store)
+    audit = Audit(store, clock)
     if policy is None:
         policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
     cookie_lifetime = max(settings.session.absolute_timeout, settings.session.persistent_cookie_lifetime)
+    proxies = TrustedProxies(settings.server.trusted_proxies, settings.server.public_url)
     services = Services(
         settings=settings,
         store=store,
         passwords=passwords,
-        sessions=SessionManager(store, settings.session, audit),
+        sessions=SessionManager(store, settings.session, audit, clock),
         accounts=Accounts(store, passwords),
         cookie=SessionCookie(secret, settings.session.cookie_name, cookie_lifetime),
         csrf=Csrf(secret),
         policy=PolicyState(policy=policy),
         audit=audit,
-        throttle=Throttle(store),
+        throttle=Throttle(store, clock),
         device=DeviceCookie(secret, settings.session.device_cookie_name),
         pages=Pages(settings.ui),
         metrics=Metrics(),
+        proxies=proxies,
     )
 
-    app = Quart("gateway", static_folder="static", static_url_path="/.gateway/static")
+    app = Quart("gateway", static_folder="web/static", static_url_path="/.gateway/static")
     app.secret_key = secret
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
@@ -82,8 +79,9 @@ def create_app(
     )
     app.extensions["gateway"] = services
     GatewayAuth(app)
-    app.register_blueprint(auth_views.bp)
+    app.register_blueprint(auth_bp)
     app.register_blueprint(status_bp)
+    register_error_handlers(app)
 
     rules = HeaderRules(
         user_header=settings.headers.user.encode(),
@@ -95,7 +93,17 @@ def create_app(
         response_headers=transport_security_headers(settings.server),
         strip_headers=tuple(name.encode() for name in settings.proxy.strip_headers),
     )
-    gateway = Gateway(app, services, rules)
+    refusals = Refusals(services.pages, rules.response_headers)
+    gate = Gate(Identifier(services.cookie, services.sessions), lambda: services.policy.policy, audit, proxies,
+                secure_cookie=settings.session.secure_cookie)
+    proxy = ProxyHandler(settings.server, rules, proxies, services.metrics,
+                         max_connections_per_client=settings.upstream.max_connections_per_client)
+    targets = Targets(allow_params=settings.policy.allow_path_params, case_insensitive=settings.policy.case_insensitive,
+                      hosts=HostRules.from_settings(settings.server.hosts, settings.server.public_url), proxies=proxies)
+    access = AccessLog(services.metrics, enabled=settings.log.access, text=settings.log.format == "text")
+    gateway = Gateway(app, targets=targets, gate=gate, proxy=proxy,
+                      websockets=WebSocketRelay(settings.upstream, rules, services.metrics, refusals),
+                      refusals=refusals, proxies=proxies, access=access, max_body_size=settings.server.max_body_size)
 
     def policy_loaded(new: Policy) -> None:
         services.policy = PolicyState(policy=new)
@@ -122,7 +130,7 @@ def create_app(
         services.sessions.idle_clock.start()
         await services.sessions.purge_expired()
         await passwords.prepare()
-        gateway.upstream = Upstream(settings.upstream, transport)
+        proxy.upstream = Upstream(settings.upstream)
         for warning in (*settings.warnings, *(f"policy: {w}" for w in policy.warnings)):
             log.warning("%s", warning)
         watcher.start()
@@ -130,13 +138,13 @@ def create_app(
     @app.after_serving
     async def close_resources() -> None:
         await watcher.stop()
-        if gateway.upstream is not None:
-            await gateway.upstream.aclose()
+        if proxy.upstream is not None:
+            await proxy.upstream.aclose()
         await services.sessions.idle_clock.stop()
         await audit.stop()
         await store.close()
         services.metrics.close()
-        gateway.access.flush()
+        access.flush()
 
     every_page = [(name.decode(), value.decode()) for name, value in (*services.pages.headers, *rules.response_headers)]
 
@@ -146,33 +154,4 @@ def create_app(
             response.headers.setdefault(name, value)
         return response
 
-    @app.errorhandler(GatewayError)
-    async def gateway_error(error: GatewayError) -> Response:
-        return _error_response(error)
-
-    @app.errorhandler(StoreUnavailable)
-    async def store_unavailable(error: StoreUnavailable) -> Response:
-        # Busy past the busy timeout or unreadable: say so (503), never guess, never a bare 500.
-        log.error("store unavailable: %s", error)
-        return _error_response(ServiceUnavailable("The gateway's store is busy. Try again in a moment."))
-
-    @app.errorhandler(HTTPException)
-    async def http_error(error: HTTPException) -> Response:
-        return _error_response(error_for_status(error.code or 500))
-
-    @app.errorhandler(Exception)
-    async def unexpected(error: Exception) -> Response:
-        log.exception("unexpected error on a gateway page")
-        return _error_response(GatewayError())
-
     return gateway
-
-
-def _error_response(error: GatewayError) -> Response:
-    services = current_services()
-    status, headers, body = render_error(error, wants_html(request.headers.get("Accept")), pages=services.pages)
-    response = Response(body, status=status)
-    for name, value in headers:
-        if name != b"content-length":
-            response.headers[name.decode()] = value.decode()
-    return response

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["Clock", "FakeClock", "format_time", "system_clock"]
+__all__ = ["Clock", "FakeClock", "format_human_time", "format_time", "system_clock"]
 
 Clock = Callable[[], float]
 """Seconds since the epoch, as ``time.time`` returns them."""
@@ -29,6 +29,11 @@ def format_time(timestamp: float) -> str:
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         _second[0] = (seconds, text)
     return f"{text}.{int((timestamp - seconds) * 1000):03d}Z"
+
+
+def format_human_time(timestamp: float, *, seconds: bool = False) -> str:
+    """The shape people read in pages and the CLI's tables: ``2025-01-31 12:00 UTC`` (or ``12:00:00``)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
 class FakeClock:

@@ -1,17 +1,9 @@
-"""Errors that carry their HTTP status, and the ONE place that turns them into a response.
-
-Both the Quart views and the raw ASGI proxy path render through ``render_error`` so a browser sees
-the same HTML page and an API client the same JSON shape whichever part refused the request.
-"""
+"""Errors that carry their HTTP status (pure). gateway/http/refuse.py is the one place that turns
+them into an answer, for every way in."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-
-from gateway.auth import redirects
-from gateway.auth.redirects import DEFAULT_NEXT, safe_next
-from gateway.pages import DEFAULT_PAGES, Pages
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -22,10 +14,12 @@ class GatewayError(Exception):
     title = "Something went wrong"
     message = "The gateway could not handle this request."
 
-    def __init__(self, message: str | None = None, *, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    def __init__(self, message: str | None = None, *, headers: Sequence[tuple[bytes, bytes]] = (),
+                 user: str | None = None) -> None:
         super().__init__(message or self.message)
         self.detail = message or self.message
-        self.headers = list(headers)
+        self.headers = list(headers)  # sent with the answer (Retry-After, a Set-Cookie that clears)
+        self.user = user  # the signed-in user the page names (a 403 offers to sign in as someone else)
 
 
 class BadRequest(GatewayError):
@@ -96,46 +90,3 @@ def error_for_status(status: int, message: str | None = None) -> GatewayError:
         error.status = status
         return error
     return cls(message)
-
-
-def wants_html(accept: str | bytes | None) -> bool:
-    """The contract: an Accept header that includes text/html gets HTML, everything else JSON."""
-    if accept is None:
-        return False
-    if isinstance(accept, bytes):
-        accept = accept.decode("latin-1")
-    return "text/html" in accept.lower()
-
-
-_HTML = b"text/html; charset=utf-8"
-_JSON = b"application/json"
-
-
-def switch_user_url(target: tuple[bytes, bytes] | None) -> str:
-    """The sign-out page, set to sign in again and come back to ``target`` (raw path, query)."""
-    next_path = DEFAULT_NEXT
-    if target is not None:
-        path, query = target
-        next_path = safe_next(path.decode("latin-1") + ("?" + query.decode("latin-1") if query else ""))
-    return redirects.switch_user_url(next_path)
-
-
-def render_error(error: GatewayError, html: bool, user: str | None = None, *, pages: Pages | None = None,
-                 target: tuple[bytes, bytes] | None = None) -> tuple[int, Headers, bytes]:
-    """The error as (status, headers, body): an HTML page or the JSON shape.
-
-    ``pages`` carries the operator's ``[ui]`` (the default look without it); ``target``, the raw
-    path and query asked for, lets a 403 page offer to sign in as someone else and come back.
-    Templates are compiled at start-up; pages that name no user are rendered once and reused."""
-    pages = pages or DEFAULT_PAGES
-    if not html:
-        body = json.dumps({"error": error.code, "message": error.detail}).encode()
-        content_type = _JSON
-    else:
-        body = pages.error_page(error.status, error.title, error.detail, user,
-                                switch_user_url(target) if user is not None else None)
-        content_type = _HTML
-    headers: Headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    headers.extend(pages.headers)
-    headers.extend(error.headers)
-    return error.status, headers, body

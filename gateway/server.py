@@ -1,7 +1,7 @@
 """Running the gateway under an ASGI server (Uvicorn), in one process or several.
 
-Uvicorn was chosen by measurement (bench/proxy_bench.py, CPU per proxied request): Uvicorn with
-httptools and uvloop ~200 us, Granian ~230 us here. Several workers share one listening socket;
+Uvicorn (with httptools and uvloop) was chosen by measurement: see bench/proxy_bench.py and the
+README's "Performance". Several workers share one listening socket;
 each builds its own app (its own store connection, session cache, policy watcher). They agree
 through the SQLite file: the session cache notices other workers' writes (see store/sqlite.py).
 """
@@ -16,9 +16,9 @@ import uvicorn
 
 from gateway.asgi import Gateway
 from gateway.config import CONFIG_ENV, Settings, load_settings
-from gateway.http_protocol import protocol_options
-from gateway.logs import configure_logging as configure_log_lines
-from gateway.metrics import shared_metrics_dir
+from gateway.http.guard import protocol_options
+from gateway.observe.logs import configure_logging as configure_log_lines
+from gateway.observe.metrics import shared_metrics_dir
 from gateway.policy import Policy
 from gateway.proxy.headers import transport_security_headers
 
@@ -34,10 +34,10 @@ class _UvicornNoise(logging.Filter):
     or sees the client leave, so here the line never means anything else.
 
     Its own access line for each WebSocket handshake ('client - "WebSocket /path?query" [accepted]'),
-    which ignores access_log=False: the gateway writes its own (gateway/access.py), and Uvicorn's
+    which ignores access_log=False: the gateway writes its own (observe/access.py), and Uvicorn's
     carries the query string, which may hold a secret the access log promises never to write.
 
-    "Unsupported upgrade request.": the guarded protocol (gateway/http_protocol.py) has already
+    "Unsupported upgrade request.": the guarded protocol (http/guard.py) has already
     refused such a request or served it as plain HTTP/1.1; ``curl --http2`` over http asks for one
     on every request, and an operator can do nothing about it."""
 
@@ -83,7 +83,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "proxy_headers": False,
         "server_header": False,
         "date_header": True,
-        "access_log": False,  # the gateway writes its own (gateway/access.py)
+        "access_log": False,  # the gateway writes its own (observe/access.py)
         # Uvicorn's lines go through the gateway's handler (configure_logging), in [log] format.
         "log_config": None,
         "log_level": settings.log.level,

@@ -1,14 +1,13 @@
 """The long-lived pieces one gateway process shares, gathered in one typed object.
 
-``create_app`` builds it; Quart views reach it through ``current_services()``, the proxy path
-holds a reference. Nothing here does I/O at import time.
+``create_app`` builds it; the Quart pages (web/) reach it through ``current_services()``; the
+dispatcher is given the pieces it needs. Nothing here does I/O at import time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.audit import Audit
 from gateway.auth.accounts import Accounts
 from gateway.auth.cookie import SessionCookie
 from gateway.auth.csrf import Csrf
@@ -17,10 +16,12 @@ from gateway.auth.passwords import Passwords
 from gateway.auth.sessions import SessionManager
 from gateway.auth.throttle import Throttle
 from gateway.config import Settings
-from gateway.metrics import Metrics
-from gateway.pages import DEFAULT_PAGES, Pages
+from gateway.http import DEFAULT_PAGES, Pages, TrustedProxies
+from gateway.observe import Audit, Metrics
 from gateway.policy import Policy
 from gateway.store.base import Store
+
+__all__ = ["PolicyState", "Services", "current_services"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,8 @@ class Services:
     device: DeviceCookie
     metrics: Metrics
     pages: Pages = DEFAULT_PAGES  # create_app builds one from settings.ui
-    extras: dict[str, object] = field(default_factory=dict)
+    # Who the client is, behind [server] trusted_proxies (create_app builds it from the settings).
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
 def current_services() -> Services:

@@ -1,7 +1,8 @@
 """The session cookie's value: an itsdangerous-signed reference to a server-side session.
 
-Quart-Auth writes the cookie in the gateway's own pages; the proxy path, which runs below Quart,
-reads it with this same codec, so both halves agree on what a valid cookie is.
+Quart-Auth writes the cookie in the gateway's own pages (web/user.py); the admission path
+(auth/identify.py), which runs below Quart, reads it with this same codec, so both agree on what a
+valid cookie is.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from itsdangerous import BadData
 from quart_auth import QuartAuth
 
 SALT = "gateway session v1"
-# Verifying the signature (HMAC-SHA512, base64, timestamp) was ~5% of a proxied request's CPU; a
-# token that verified is remembered for a minute. Only tokens that verified are kept, so forged
+# Verifying the signature (HMAC-SHA512, base64, timestamp) on every request is costly (README,
+# "Performance"); a token that verified is remembered for a minute. Only tokens that verified are kept, so forged
 # ones cannot fill the memory; the server-side session row still decides on every request.
 VERIFIED_TTL = 60.0
 VERIFIED_MAX = 20_000

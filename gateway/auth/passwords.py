@@ -106,9 +106,6 @@ class Passwords:
         self._slots = asyncio.Semaphore(settings.max_concurrent)
         self._dummy_hash: str | None = None
 
-    def hash_sync(self, password: str) -> str:
-        return self._hasher.hash(password)
-
     async def hash(self, password: str) -> str:
         async with self._slots:
             return await asyncio.to_thread(self._hasher.hash, password)

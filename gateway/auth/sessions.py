@@ -20,7 +20,7 @@ from gateway.policy import Principal
 from gateway.store.base import SessionRecord, SessionStore, User
 
 if TYPE_CHECKING:
-    from gateway.audit import Audit
+    from gateway.observe.audit import Audit
 
 log = logging.getLogger("gateway.sessions")
 

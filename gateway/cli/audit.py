@@ -7,11 +7,11 @@ import time
 
 import click
 
-from gateway.audit import audit_line
 from gateway.auth.accounts import Accounts
 from gateway.auth.sessions import printable
 from gateway.cli.common import Column, config_option, fail, human_time, run_with_accounts, table
 from gateway.durations import parse_duration
+from gateway.observe.audit import audit_line
 from gateway.store.base import AuditRecord
 from gateway.store.sqlite import SqliteStore
 

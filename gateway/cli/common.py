@@ -19,11 +19,11 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from gateway.audit import Audit, configure_audit_log
 from gateway.auth.accounts import Accounts, check_user_name, parse_roles
 from gateway.auth.passwords import MAX_LENGTH, Passwords, WeakPassword
 from gateway.clock import format_time
 from gateway.config import ConfigError, Settings, load_settings
+from gateway.observe.audit import Audit, configure_audit_log
 from gateway.store.base import StoreError
 from gateway.store.sqlite import SqliteStore
 

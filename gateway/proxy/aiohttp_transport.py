@@ -4,7 +4,7 @@ Why not httpx-aiohttp's: it hands aiohttp the URL as text, and aiohttp (yarl) re
 (``?q=%2F`` becomes ``?q=/``), so the upstream would not get exactly the target the policy decided
 on; and it reports a dropped connection as a connect timeout. Here the URL goes through as already
 encoded, no header is added or changed, nothing is decompressed, no cookie is kept, and aiohttp's
-exceptions become httpx's where they enter.
+exceptions become the proxy's own (proxy/errors.py) where they enter.
 
 The pool is bounded by a semaphore of our own rather than by aiohttp's connector alone: aiohttp
 reports a wait for a free connection as a connect timeout, so a busy pool would answer 504 (the
@@ -18,12 +18,21 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 
 import aiohttp
-import httpx
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.proxy.forward import Timeouts, UpstreamResponse
-from gateway.proxy.headers import HeaderList
+from gateway.http import HeaderList
+from gateway.proxy.errors import (
+    RequestNotForwardable,
+    UpstreamConnectError,
+    UpstreamPoolFull,
+    UpstreamProtocolError,
+    UpstreamReadError,
+    UpstreamTimeout,
+)
+from gateway.proxy.transport import Timeouts, UpstreamResponse
+
+__all__ = ["AiohttpTransport"]
 
 CHUNK = 64 * 1024
 
@@ -64,9 +73,9 @@ async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         async for chunk in response.content.iter_chunked(CHUNK):
             yield chunk
     except TimeoutError as exc:
-        raise httpx.ReadTimeout(str(exc)) from exc
+        raise UpstreamTimeout("ReadTimeout") from exc
     except aiohttp.ClientError as exc:
-        raise httpx.ReadError(str(exc)) from exc
+        raise UpstreamReadError(str(exc)) from exc
 
 
 class AiohttpTransport:
@@ -103,7 +112,7 @@ class AiohttpTransport:
                 async with asyncio.timeout(timeouts.get("pool")):
                     await slots.acquire()
             except TimeoutError as exc:
-                raise httpx.PoolTimeout("every upstream connection is busy") from exc
+                raise UpstreamPoolFull("every upstream connection is busy") from exc
         else:
             await slots.acquire()  # returns at once
         try:
@@ -145,19 +154,19 @@ class AiohttpTransport:
                 timeout=self._timeout(timeouts),
             )
         except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc)) from exc
+            raise UpstreamConnectError(str(exc)) from exc
         except aiohttp.ConnectionTimeoutError as exc:
-            raise httpx.ConnectTimeout(str(exc)) from exc
+            raise UpstreamTimeout("ConnectTimeout") from exc
         except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc)) from exc
+            raise UpstreamTimeout("ReadTimeout") from exc
         except aiohttp.ClientError as exc:
-            raise httpx.RemoteProtocolError(str(exc)) from exc
+            raise UpstreamProtocolError(str(exc)) from exc
         except ValueError as exc:  # a header aiohttp will not write (control characters): the client's fault
-            raise httpx.LocalProtocolError(str(exc)) from exc
+            raise RequestNotForwardable(str(exc)) from exc
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if watch is not None and watch.expired and task is not None and task.uncancel() == 0:
-                raise httpx.WriteTimeout("the application stopped taking the request body") from None
+                raise UpstreamTimeout("WriteTimeout") from None
             raise
         finally:
             if watch is not None:

@@ -1,42 +1,18 @@
-"""Forwarding one allowed request to the upstream, streaming both bodies.
-
-A proxy needs none of an HTTP client's policy layer (redirects, auth, the shared cookie jar that would
-leak one user's cookies to another), so the upstream is reached through a ``Transport``: one method
-that sends one request. The default one drives aiohttp's connection pool directly; ``HttpxTransport``
-puts any httpx transport (httpx's own pool, test doubles) behind the same method. Measured, building
-httpx's Request/URL objects alone was ~10% of the proxied request's CPU, hence raw headers and a
-plain URL string here. Transports raise httpx's exceptions; they are translated here, where they
-enter, into 502/503/504.
-"""
+"""The two bodies of a forwarded request: the client's, relayed as it arrives and paced
+(``ClientBody``), and the watch that notices a client leaving while a long answer streams
+(``DisconnectWatch``)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
 
-import httpx
-
-from gateway.config import UpstreamSettings
-from gateway.errors import (
-    BadGateway,
-    BadRequest,
-    GatewayTimeout,
-    PayloadTooLarge,
-    RequestTimeout,
-    ServiceUnavailable,
-)
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, RequestTimeout
+from gateway.http import Receive
 from gateway.proxy.framing import Framing
-from gateway.proxy.headers import HeaderList
 
-log = logging.getLogger("gateway.proxy")
-
-Scope = dict[str, Any]
-Receive = Any
-Send = Any
+__all__ = ["PREFETCH", "BodyTimeout", "BodyTooLarge", "ClientBody", "ClientDisconnected", "DisconnectWatch",
+           "IncompleteBody"]
 
 
 class ClientDisconnected(Exception):
@@ -56,11 +32,6 @@ class IncompleteBody(BadRequest):
     """The body ended before (or went past) the length the client declared."""
 
 
-# Raised inside the upstream client's body writer, these abort the upstream request (its connection
-# is closed mid-body, so the app never sees a complete request); Upstream.send finds them behind the
-# client library's own error and answers with their status.
-BODY_ERRORS = (BodyTooLarge, BodyTimeout, IncompleteBody)
-
 # Bodies up to this size are read whole before any upstream connection is taken (most form posts
 # and API calls), and a larger one must deliver this much first: a client that declares a body and
 # never sends it, or sends it a byte at a time, holds no upstream connection while it dawdles.
@@ -74,6 +45,10 @@ class ClientBody:
     below ``min_rate`` bytes/s once ``idle_timeout`` seconds have passed since it started, ends it
     with 408. Exactly the declared length must arrive (400 otherwise), and at most ``max_size``
     bytes (413; 0 = no limit). What the upstream is sent is exactly what was read here.
+
+    Raised inside the upstream client's body writer, these errors abort the upstream request (its
+    connection is closed mid-body, so the app never sees a complete request), and the client
+    library reports its own error: ``failure`` keeps the body's, which is what the client is told.
     """
 
     def __init__(self, receive: Receive, framing: Framing, *, idle_timeout: float, min_rate: int = 0,
@@ -88,6 +63,7 @@ class ClientBody:
         self._received = 0
         self._early: list[bytes] = []
         self.finished = False
+        self.failure: GatewayError | ClientDisconnected | None = None
 
     def _deadline(self) -> float:
         deadline = self._last + self._idle
@@ -98,6 +74,13 @@ class ClientBody:
 
     async def _next(self) -> bytes:
         """The next non-empty chunk, or b"" at the end of the body."""
+        try:
+            return await self._read()
+        except (GatewayError, ClientDisconnected) as exc:
+            self.failure = exc
+            raise
+
+    async def _read(self) -> bytes:
         while not self.finished:
             try:
                 async with asyncio.timeout_at(self._deadline()):
@@ -138,23 +121,6 @@ class ClientBody:
             yield chunk
 
 
-def fingerprint(text: str) -> str:
-    """A short hash that tells identical errors apart in logs without quoting them."""
-    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
-
-
-def _cause(exc: BaseException, kind: type[Exception] | tuple[type[Exception], ...]) -> Exception | None:
-    """The ``kind`` error behind ``exc``, through the client libraries' wrapping."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return None
-        if isinstance(seen, kind):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 class DisconnectWatch:
     """Notices a browser that leaves while a response streams.
 
@@ -174,118 +140,3 @@ class DisconnectWatch:
 
     def stop(self) -> None:
         self._task.cancel()
-
-
-Timeouts = dict[str, float]
-
-
-@dataclass(slots=True)
-class UpstreamResponse:
-    """The upstream's answer: status, raw headers (names as sent), and the body as it arrives."""
-
-    status: int
-    headers: HeaderList
-    stream: AsyncIterator[bytes]
-    close: Callable[[], Awaitable[None]]
-
-    def header(self, name: bytes) -> bytes | None:
-        """The first value of ``name`` (lower case)."""
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
-
-    async def aclose(self) -> None:
-        await self.close()
-
-
-class Transport(Protocol):
-    """Sends one request upstream. Failures are raised as httpx's exceptions, the one vocabulary
-    that Upstream.send translates into 502/503/504."""
-
-    async def send(
-        self, method: str, url: str, headers: HeaderList, body: AsyncIterator[bytes] | None, timeouts: Timeouts
-    ) -> UpstreamResponse: ...
-
-    async def aclose(self) -> None: ...
-
-
-class HttpxTransport:
-    """Any httpx transport (httpx's own pool, MockTransport in tests) behind the Transport protocol."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
-
-    async def send(
-        self, method: str, url: str, headers: HeaderList, body: AsyncIterator[bytes] | None, timeouts: Timeouts
-    ) -> UpstreamResponse:
-        try:
-            request = httpx.Request(method, url, headers=headers, content=body, extensions={"timeout": timeouts})
-        except (httpx.InvalidURL, ValueError) as exc:
-            raise httpx.LocalProtocolError(str(exc)) from exc
-        response = await self._inner.handle_async_request(request)
-        stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
-        return UpstreamResponse(response.status_code, list(response.headers.raw), stream.__aiter__(), response.aclose)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def default_transport(settings: UpstreamSettings) -> Transport:
-    """The transport [upstream] transport names. aiohttp's is the default by measurement: httpcore's
-    pool scans every connection under a lock (encode/httpx#3215); here it held an authenticated GET at
-    ~120 requests/s with a p99 of 1.4 s, against ~1,300 and 42 ms over aiohttp (bench/proxy_bench.py)."""
-    if settings.transport == "httpx":
-        limits = httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-            keepalive_expiry=30.0,
-        )
-        return HttpxTransport(httpx.AsyncHTTPTransport(limits=limits, trust_env=False, retries=0))
-
-    from gateway.proxy.aiohttp_transport import AiohttpTransport
-
-    return AiohttpTransport(settings.max_connections)
-
-
-class Upstream:
-    def __init__(self, settings: UpstreamSettings, transport: Transport | httpx.AsyncBaseTransport | None = None) -> None:
-        self.origin = settings.url
-        if isinstance(transport, httpx.AsyncBaseTransport):
-            transport = HttpxTransport(transport)
-        self._transport: Transport = transport or default_transport(settings)
-        self._timeouts: Timeouts = {
-            "connect": settings.connect_timeout,
-            "read": settings.read_timeout,
-            "write": settings.write_timeout,
-            "pool": settings.pool_timeout,
-        }
-
-    async def send(
-        self, method: str, target: str, headers: HeaderList, body: AsyncIterator[bytes] | None
-    ) -> UpstreamResponse:
-        try:
-            return await self._transport.send(method, self.origin + target, headers, body, self._timeouts)
-        except httpx.PoolTimeout as exc:
-            # Every upstream connection is busy: the gateway is overloaded, not the app broken.
-            log.warning("upstream connection pool exhausted (upstream.max_connections)")
-            raise ServiceUnavailable("Too many requests are waiting for the application.") from exc
-        except httpx.TimeoutException as exc:
-            log.warning("upstream too slow: %s", type(exc).__name__)
-            raise GatewayTimeout() from exc
-        except httpx.LocalProtocolError as exc:
-            raise BadRequest("The request cannot be forwarded (malformed header).") from exc
-        except httpx.HTTPError as exc:
-            body_error = _cause(exc, BODY_ERRORS)
-            if body_error is not None:
-                raise body_error from exc
-            if _cause(exc, ClientDisconnected) is not None:
-                raise ClientDisconnected() from exc
-            # The error's text can quote the upstream's raw bytes or the target with its query
-            # string: only its kind and a short fingerprint of the text are logged.
-            log.warning("upstream error: %s (detail %s)", type(exc).__name__, fingerprint(str(exc)))
-            raise BadGateway() from exc
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()

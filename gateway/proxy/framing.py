@@ -14,21 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.errors import BadRequest, PayloadTooLarge
+from gateway.http import declares_body
+
+__all__ = ["CHUNKED", "NO_BODY", "Framing", "declares_body", "request_framing"]
 
 # RFC 9110 9.3.1/9.3.2/9.3.8: content in a GET, HEAD or TRACE request has no defined meaning, and
 # some servers read it as the next request. Refused (400), never forwarded and never dropped
 # silently, so a client learns at once that it sends something nobody will read.
 NO_BODY_METHODS = frozenset({"GET", "HEAD", "TRACE"})
-
-
-def declares_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    """A Transfer-Encoding of any kind, or a Content-Length above zero (the parser checked its syntax)."""
-    for name, value in headers:
-        if name == b"transfer-encoding":
-            return True
-        if name == b"content-length" and value.strip(b" \t0"):
-            return True
-    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,16 +6,14 @@ PHP, nginx with underscores_in_headers) read ``X_Forwarded_User`` as ``X-Forward
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.config import Network, ServerSettings
+from gateway.http import REQUEST_ID, HeaderList, RawHeaders, is_trusted
+from gateway.http.headers import normalize
 from gateway.policy import Principal
 from gateway.proxy.links import REWRITTEN, rewrite_header
-
-RawHeaders = Sequence[tuple[bytes, bytes]]
-HeaderList = list[tuple[bytes, bytes]]
 
 HOP_BY_HOP = frozenset(
     {
@@ -32,7 +30,6 @@ ROUTING = frozenset(
         b"x-forwarded-scheme", b"x-scheme", b"x-url-scheme",
     }
 )
-REQUEST_ID = b"x-request-id"
 # Set by the gateway itself or meaningless across it; never passed on from a client.
 # (Expect: the gateway reads the body itself, so a 100-continue handshake upstream would only stall.
 # X-Request-ID: the gateway sends its own, which keeps the client's only when that is a sane token.
@@ -96,15 +93,6 @@ FOREIGN_IDENTITY_PREFIXES = (
 )
 
 
-# Headers some frameworks honour to tunnel another method through POST or GET; the policy must
-# allow the tunnelled method too, or a rule that allows only GET could be turned into a DELETE.
-METHOD_OVERRIDE = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
-
-
-def normalize(name: bytes) -> bytes:
-    return name.lower().replace(b"_", b"-")
-
-
 def connection_tokens(headers: RawHeaders) -> frozenset[bytes]:
     """Header names a Connection header nominates as hop-by-hop (RFC 9110 section 7.6.1)."""
     tokens: set[bytes] = set()
@@ -121,27 +109,6 @@ def strip_cookies(header: bytes, names: frozenset[bytes]) -> bytes | None:
     return b"; ".join(kept) if kept else None
 
 
-def is_trusted(address: str | None, networks: Sequence[Network]) -> bool:
-    if not address or not networks:
-        return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
-
-
-def client_address(peer: str | None, forwarded_for: Sequence[str], networks: Sequence[Network]) -> str:
-    """The real client: the peer, or behind trusted proxies the right-most untrusted X-Forwarded-For hop."""
-    if not is_trusted(peer, networks):
-        return peer or ""
-    hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not is_trusted(hop, networks):
-            return hop
-    return hops[0] if hops else peer or ""
-
-
 HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
@@ -151,35 +118,6 @@ def transport_security_headers(server: ServerSettings) -> tuple[tuple[bytes, byt
     in front). Over plain HTTP a browser ignores HSTS, and a localhost trial must stay reachable."""
     over_https = server.tls or (server.public_url or "").startswith("https://")
     return (HSTS,) if server.hsts and over_https else ()
-
-
-def _last(value: str | None) -> str:
-    """The right-most item: the one our trusted peer set, even when it appended to a client's copy."""
-    return (value or "").rsplit(",", 1)[-1].strip()
-
-
-def public_origin(
-    *,
-    public_url: str | None,
-    scheme: str,
-    host: str,
-    peer: str | None,
-    forwarded_proto: str | None,
-    forwarded_host: str | None,
-    networks: Sequence[Network],
-) -> str:
-    """The origin the browser used: [server] public_url, else a trusted proxy's word, else our own view.
-
-    ``forwarded_proto``/``forwarded_host`` are the LAST such header lines: only the peer's own word
-    counts, so a client's copy that a proxy appended to (or added a line after) never wins."""
-    if public_url:
-        return public_url
-    if is_trusted(peer, networks):
-        proto = _last(forwarded_proto).lower()
-        if proto in ("http", "https"):
-            scheme = proto
-        host = _last(forwarded_host) or host
-    return f"{scheme}://{host}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +135,7 @@ class HeaderRules:
     response_headers: tuple[tuple[bytes, bytes], ...] = ()
     # [proxy] strip_headers: more names removed from every request; a trailing "*" makes a prefix.
     strip_headers: tuple[bytes, ...] = ()
-    # Derived once here, not per request: normalised identity names and lower-cased cookie names.
-    identity: frozenset[bytes] = field(init=False)
+    # Derived once here, not per request: lower-cased cookie names.
     cookie_names_folded: frozenset[bytes] = field(init=False)
     replaced_response_names: frozenset[bytes] = field(init=False)
     # Every exact name removed from every request, and the prefixes checked after ROUTING.
@@ -207,7 +144,6 @@ class HeaderRules:
 
     def __post_init__(self) -> None:
         identity = frozenset({normalize(self.user_header), normalize(self.roles_header)})
-        object.__setattr__(self, "identity", identity)
         extra = {normalize(name) for name in self.strip_headers}
         exact = {name for name in extra if not name.endswith(b"*")}
         prefixes = tuple(sorted(name[:-1] for name in extra if name.endswith(b"*")))
@@ -339,12 +275,3 @@ def _plants_gateway_cookie(set_cookie: bytes, folded_names: frozenset[bytes]) ->
         return True
     name = pair.partition(b"=")[0].strip()
     return not name or name.lower() in folded_names
-
-
-def method_overrides(headers: RawHeaders) -> list[str]:
-    """Methods a client asks the app to use instead of the real one (X-HTTP-Method-Override & co.)."""
-    methods: list[str] = []
-    for name, value in headers:
-        if normalize(name) in METHOD_OVERRIDE:
-            methods.extend(part.strip().upper() for part in value.decode("latin-1").split(",") if part.strip())
-    return methods

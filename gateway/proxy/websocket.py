@@ -1,13 +1,14 @@
-"""The WebSocket relay: the handshake passes the same checks as an HTTP GET, then messages flow both
-ways until either end closes or the session stops being allowed.
+"""The WebSocket relay: a handshake admitted like an HTTP GET (the dispatcher's ``admit``, given
+here as a callback) is relayed to the upstream, then messages flow both ways until either end
+closes or the admission no longer holds.
 
-A refused handshake never reaches the upstream. While a socket is open its session and the policy
-are checked again about once a second, so a revoked session, a disabled user, a changed role or a
-changed policy ends the socket too (close code 1008), not only the next page load.
+A refused handshake never reaches the upstream. While a socket is open the ``recheck`` it was
+admitted with is asked again about once a second, so a revoked session, a disabled user, a changed
+role or a changed policy ends the socket too (close code 1008), not only the next page load.
 
 Memory: no permessage-deflate on either leg (see gateway/server.py), each library reads ahead about
 one message, and the messages the relays hold are counted against one budget per process
-(gateway/proxy/memory.py); a message that does not fit closes its socket with 1013.
+(proxy/memory.py); a message that does not fit closes its socket with 1013.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -27,38 +28,20 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidHea
 from websockets.typing import Subprotocol
 from websockets.uri import WebSocketURI
 
-from gateway.auth.cookie import cookie_value
-from gateway.auth.csrf import origin_allowed
-from gateway.errors import (
-    BadGateway,
-    BadRequest,
-    Forbidden,
-    GatewayError,
-    GatewayTimeout,
-    NotFound,
-    ReauthenticationRequired,
-    Unauthorized,
-    render_error,
-    wants_html,
-)
-from gateway.policy import CanonicalPath, Decision, Outcome, Policy, Principal, decide_tunnelled
-from gateway.policy.paths import origin_form
-from gateway.proxy.forward import fingerprint
-from gateway.proxy.headers import HeaderList, HeaderRules, RawHeaders, method_overrides, upstream_request_headers
+from gateway.config import UpstreamSettings
+from gateway.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout
+from gateway.http import HeaderList, RawHeaders, Receive, Refusals, Scope, Send, first_value, peer_of
+from gateway.observe import Exchange, Metrics
+from gateway.policy import CanonicalPath, Principal
+from gateway.proxy.errors import fingerprint
+from gateway.proxy.headers import HeaderRules, upstream_request_headers
 from gateway.proxy.memory import MemoryBudget
 
-if TYPE_CHECKING:
-    from gateway.access import Exchange
-    from gateway.asgi import Gateway
+__all__ = ["Admitted", "WebSocketRelay", "handshake_headers", "sendable_close_code", "upstream_uri"]
 
 log = logging.getLogger("gateway.proxy")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
 RECHECK_INTERVAL = 1.0  # seconds between session and policy re-checks of an open socket
-HTTP_RESPONSE = "websocket.http.response"  # the ASGI extension for answering a handshake with a status
 
 # Close codes (RFC 6455 section 7.4).
 NORMAL, GOING_AWAY, POLICY_VIOLATION, INTERNAL_ERROR, BAD_GATEWAY = 1000, 1001, 1008, 1011, 1014
@@ -96,28 +79,6 @@ def handshake_headers(
             if name != b"host" and not name.startswith(b"sec-websocket-")]
 
 
-def decision_for(policy: Policy, principal: Principal | None, path: str, headers: RawHeaders) -> Decision:
-    """The policy's word on a handshake: a GET, and any method it asks the app to use instead."""
-    return decide_tunnelled(policy, principal, "GET", method_overrides(headers), path)
-
-
-def lost_access(decision: Decision, now: Principal | None, then: Principal | None) -> str | None:
-    """Why an open socket must close (pure), or None while it may stay open.
-
-    ``then`` is the principal the upstream was told about in the handshake. Once the identity headers
-    it was given are no longer true (the session ended, or the roles changed) the socket closes even
-    if the policy would still allow it: the client reconnects and the app hears the truth.
-    """
-    if then is not None:
-        if now is None:
-            return "session ended"
-        if now.user != then.user or now.roles != then.roles:
-            return "roles changed"
-    if not decision.allowed:
-        return "no longer allowed"
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class _End:
     """How a relay ended: the close to send each side (None where that side is already gone)."""
@@ -131,14 +92,12 @@ _OVER_BUDGET = _End(client=(TRY_AGAIN_LATER, "gateway busy"), upstream=(GOING_AW
 
 
 @dataclass(frozen=True, slots=True)
-class _Admitted:
+class Admitted:
+    """A handshake the dispatcher admitted: where it goes, who it is, and how to ask again."""
+
     canonical: CanonicalPath
-    query: str  # as the client sent it, like the HTTP path forwards it
-    headers: HeaderList  # the client's, names lower-cased
     principal: Principal | None
-    session_id: str | None  # for the re-checks; None for an anonymous socket
-    client_ip: str
-    user_agent: str
+    recheck: Callable[[], Awaitable[str | None]]  # why the socket must close now, or None
 
 
 class _UpstreamConnect(connect):
@@ -147,120 +106,73 @@ class _UpstreamConnect(connect):
         return exc
 
 
-async def relay(gateway: Gateway, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
-    """Serve one WebSocket handshake (scope type "websocket") from start to close.
+class WebSocketRelay:
+    """Relays the WebSockets of one process; their messages share one memory budget."""
 
-    ``exchange`` is the access-log record: filled in here (path, user, decision); ``send`` notes
-    the status and bytes itself (gateway.asgi.recording_send)."""
-    first = await receive()
-    if first["type"] != "websocket.connect":
-        return
-    accepted = False
-    metrics = gateway.metrics
-    try:
-        admitted = await _admit(gateway, scope, exchange)
-        started = time.perf_counter()
-        upstream = await _open_upstream(gateway, scope, admitted, exchange.request_id)
-        exchange.upstream = time.perf_counter() - started  # the upstream's handshake answer
+    def __init__(self, upstream: UpstreamSettings, rules: HeaderRules, metrics: Metrics, refusals: Refusals) -> None:
+        self.upstream = upstream
+        self.rules = rules
+        self.metrics = metrics
+        self.refusals = refusals
+        # Shared by every relay of this process (one event loop: a counter, no lock).
+        self.memory = MemoryBudget(upstream.websocket_memory, metrics.websocket_memory.set)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange,
+                       admit: Callable[[], Awaitable[Admitted]]) -> None:
+        """Serve one WebSocket handshake (scope type "websocket") from start to close.
+
+        ``admit`` runs the checks of an HTTP GET and raises the GatewayError to refuse with; ``send``
+        notes the status and bytes in ``exchange`` itself (http/io.py's recording_send)."""
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        accepted = False
+        metrics = self.metrics
         try:
-            await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
-            accepted = True
-            metrics.websockets.inc()
-            metrics.websockets_open.inc()
+            admitted = await admit()
+            started = time.perf_counter()
+            upstream = await open_upstream(self.upstream, self.rules, scope, admitted, exchange.request_id)
+            exchange.upstream = time.perf_counter() - started  # the upstream's handshake answer
             try:
-                end = await _pump(gateway, admitted, receive, send, upstream)
+                await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+                accepted = True
+                metrics.websockets.inc()
+                metrics.websockets_open.inc()
+                try:
+                    end = await pump(self.metrics, self.memory, admitted, receive, send, upstream)
+                finally:
+                    metrics.websockets_open.dec()
+                if end.upstream is not None:
+                    await upstream.close(*end.upstream)
             finally:
-                metrics.websockets_open.dec()
-            if end.upstream is not None:
-                await upstream.close(*end.upstream)
-        finally:
-            await _close_quietly(upstream)
-    except GatewayError as exc:
-        if not accepted:
-            await _refuse(scope, send, exc)
-    except OSError:
-        pass  # the client went away (Uvicorn's ClientDisconnected); the upstream is closed above
-    except Exception:
-        # A bug must still fail closed: refuse, or close with "internal error", never hang.
-        log.exception("unexpected error in the WebSocket relay")
-        if accepted:
-            with contextlib.suppress(Exception):
-                await send({"type": "websocket.close", "code": INTERNAL_ERROR})
-        else:
-            await _refuse(scope, send, GatewayError())
+                await _close_quietly(upstream)
+        except GatewayError as exc:
+            if not accepted:
+                await self.refusals.websocket(scope, send, exc)
+        except OSError:
+            pass  # the client went away (Uvicorn's ClientDisconnected); the upstream is closed above
+        except Exception:
+            # A bug must still fail closed: refuse, or close with "internal error", never hang.
+            log.exception("unexpected error in the WebSocket relay")
+            if accepted:
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": INTERNAL_ERROR})
+            else:
+                await self.refusals.websocket(scope, send, GatewayError())
 
-
-async def _admit(gateway: Gateway, scope: Scope, exchange: Exchange) -> _Admitted:
-    """The checks of an HTTP GET, in the same order; raises the GatewayError to answer with."""
-    # Here: gateway.asgi imports this module.
-    from gateway.asgi import DECISION_LABEL, MAX_LOGGED_PATH, is_gateway_page
-    from gateway.metrics import BAD_REQUEST, GATEWAY_PAGE
-
-    # ASGI promises lower-case names and Uvicorn keeps that; lower-cased anyway, because the cookie
-    # lookup compares exactly and a server that forgot would otherwise make every socket anonymous.
-    headers: HeaderList = [(name.lower(), value) for name, value in scope["headers"]]
-    raw_path = origin_form(scope.get("raw_path") or scope["path"].encode())
-    exchange.decision, exchange.path = BAD_REQUEST, raw_path[:MAX_LOGGED_PATH].decode("latin-1")
-    gateway.check_host(scope)
-    canonical = gateway.canonical_target(raw_path, scope.get("query_string", b""))
-    exchange.path = canonical.decision
-    if is_gateway_page(canonical):
-        exchange.decision = GATEWAY_PAGE
-        raise NotFound("The gateway's own pages do not take WebSockets.")
-
-    exchange.decision = "error"  # until the policy decides (the session store may fail first)
-    client_ip = exchange.client  # the same address the HTTP path uses (gateway.asgi computed it)
-    active, had_cookie = await gateway._identify(headers, client_ip)
-    if active is not None:
-        # Cross-site WebSocket hijacking: a page on another site opening a socket here would ride on
-        # the user's cookie (browsers apply no CORS to WebSockets). Browsers always send Origin on
-        # a handshake; clients that are not browsers send none and are not affected.
-        origin = _header(headers, b"origin")
-        ws_scope = dict(scope, scheme="https" if scope.get("scheme") == "wss" else "http")
-        peer = scope["client"][0] if scope.get("client") else None
-        if origin is not None and not origin_allowed(origin.decode("latin-1"), gateway._public_origin(ws_scope, headers, peer)):
-            raise Forbidden("A WebSocket from another site may not use this session.")
-    principal = active.principal if active else None
-    if principal is not None:
-        exchange.user = principal.user
-    decision = decision_for(gateway.services.policy.policy, principal, canonical.decision, headers)
-    exchange.decision = DECISION_LABEL[decision.outcome]
-    if decision.outcome is Outcome.LOGIN or decision.outcome is Outcome.REAUTH:
-        # No redirect to the sign-in page: a WebSocket client cannot follow one.
-        extra = [(b"set-cookie", gateway._expire_cookie())] if had_cookie and active is None else []
-        error = ReauthenticationRequired if decision.outcome is Outcome.REAUTH else Unauthorized
-        raise error(headers=extra)
-    if decision.outcome is not Outcome.ALLOW:
-        user = principal.user if principal else None
-        gateway.services.audit.record_aggregated(
-            f"denied {client_ip} {user} WEBSOCKET {canonical.decision}",
-            "access.denied", user=user, client=client_ip, method="GET", websocket=True,
-            path=canonical.decision, reason=decision.reason,
-            rule=f"{decision.rule.file}:{decision.rule.line}" if decision.rule else None,
-        )
-        raise Forbidden()
-
-    session_id = None
-    if active is not None:
-        token = cookie_value(_header(headers, b"cookie"), gateway.services.cookie.name)
-        session_id = gateway.services.cookie.load(token) if token else None
-    user_agent = (_header(headers, b"user-agent") or b"").decode("latin-1")
-    query = scope.get("query_string", b"").decode("latin-1")
-    return _Admitted(canonical, query, headers, principal, session_id, client_ip, user_agent)
-
-
-async def _open_upstream(gateway: Gateway, scope: Scope, admitted: _Admitted, request_id: bytes) -> ClientConnection:
+async def open_upstream(upstream: UpstreamSettings, rules: HeaderRules, scope: Scope, admitted: Admitted,
+                        request_id: bytes) -> ClientConnection:
     """The upstream's side of the socket, opened with the identity headers; 502/504 when it refuses."""
-    upstream = gateway.services.settings.upstream
-    peer_info = scope.get("client")
-    outgoing = handshake_headers(admitted.headers, gateway.rules, principal=admitted.principal,
-                                 client=peer_info[0] if peer_info else None, scheme=scope.get("scheme", "ws"),
-                                 request_id=request_id)
+    # ASGI promises lower-case names and Uvicorn keeps that; lower-cased anyway (see the dispatcher).
+    headers: HeaderList = [(name.lower(), value) for name, value in scope["headers"]]
+    query = scope.get("query_string", b"").decode("latin-1")  # as the client sent it, like the HTTP path
+    outgoing = handshake_headers(headers, rules, principal=admitted.principal, client=peer_of(scope),
+                                 scheme=scope.get("scheme", "ws"), request_id=request_id)
     try:
         handshake = Headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in outgoing])
         subprotocols = [Subprotocol(p) for p in scope.get("subprotocols") or ()]
-        target = upstream_uri(upstream.url, admitted.canonical.forward, admitted.query,
-                              host_header=_header(admitted.headers, b"host"), preserve_host=gateway.rules.preserve_host)
+        target = upstream_uri(upstream.url, admitted.canonical.forward, query,
+                              host_header=first_value(headers, b"host"), preserve_host=rules.preserve_host)
     except (InvalidHeader, ValueError) as exc:
         raise BadRequest("The request cannot be forwarded.") from exc
 
@@ -323,14 +235,13 @@ def upstream_uri(upstream_url: str, path: str, query: str, *, host_header: bytes
     return WebSocketURI(secure, host, port or (443 if secure else 80), path, query)
 
 
-async def _pump(gateway: Gateway, admitted: _Admitted, receive: Receive, send: Send,
-                upstream: ClientConnection) -> _End:
-    """Relay both ways and watch the session; the first of the three to finish ends the socket."""
-    budget = gateway.websocket_memory
+async def pump(metrics: Metrics, budget: MemoryBudget, admitted: Admitted, receive: Receive, send: Send,
+               upstream: ClientConnection) -> _End:
+    """Relay both ways and watch the admission; the first of the three to finish ends the socket."""
     tasks = [
         asyncio.create_task(_client_to_upstream(receive, upstream, budget)),
         asyncio.create_task(_upstream_to_client(upstream, send, budget)),
-        asyncio.create_task(_watch(gateway, admitted)),
+        asyncio.create_task(_watch(admitted)),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -346,7 +257,7 @@ async def _pump(gateway: Gateway, admitted: _Admitted, receive: Receive, send: S
     else:
         end = finished.result()
     if end is _OVER_BUDGET:
-        gateway.metrics.websocket_memory_closes.inc()
+        metrics.websocket_memory_closes.inc()
         log.warning("WebSocket to %s closed with 1013: upstream.websocket_memory (%d bytes) is in use",
                     admitted.canonical.decision, budget.limit)
     if end.client is not None:
@@ -407,22 +318,15 @@ def _upstream_closed(upstream: ClientConnection) -> _End:
     return _End(client=(sendable_close_code(received.code, BAD_GATEWAY), received.reason), upstream=None)
 
 
-async def _watch(gateway: Gateway, admitted: _Admitted) -> _End:
-    """Re-check the session and the policy until the socket may no longer stay open."""
-    services = gateway.services
+async def _watch(admitted: Admitted) -> _End:
+    """Ask the admission again until the socket may no longer stay open."""
     while True:
         await asyncio.sleep(RECHECK_INTERVAL)
-        principal = None
-        if admitted.session_id is not None:
-            try:
-                active = await services.sessions.resolve(admitted.session_id, client=admitted.client_ip,
-                                                         user_agent=admitted.user_agent)
-            except Exception as exc:  # the store is unreachable: fail closed
-                log.error("session re-check failed: %s; WebSocket closed", type(exc).__name__)
-                return _End(client=(INTERNAL_ERROR, ""), upstream=(GOING_AWAY, ""))
-            principal = active.principal if active else None
-        decision = decision_for(services.policy.policy, principal, admitted.canonical.decision, admitted.headers)
-        reason = lost_access(decision, principal, admitted.principal)
+        try:
+            reason = await admitted.recheck()
+        except Exception as exc:  # the session store is unreachable: fail closed
+            log.error("session re-check failed: %s; WebSocket closed", type(exc).__name__)
+            return _End(client=(INTERNAL_ERROR, ""), upstream=(GOING_AWAY, ""))
         if reason is not None:
             user = admitted.principal.user if admitted.principal else None
             log.info("WebSocket to %s closed: %s (user %s)", admitted.canonical.decision, reason, user)
@@ -437,24 +341,3 @@ async def _close_quietly(upstream: ClientConnection) -> None:
         raise
     except Exception:
         upstream.transport.abort()
-
-
-async def _refuse(scope: Scope, send: Send, error: GatewayError) -> None:
-    """Answer the handshake with the error's status, or, without the ASGI extension, a bare close."""
-    if HTTP_RESPONSE not in (scope.get("extensions") or {}):
-        # The server turns a close before accept into a 403: the best a server without it allows.
-        with contextlib.suppress(OSError):
-            await send({"type": "websocket.close", "code": POLICY_VIOLATION})
-        return
-    accept = _header([(k.lower(), v) for k, v in scope["headers"]], b"accept")
-    status, headers, body = render_error(error, wants_html(accept))
-    with contextlib.suppress(OSError):
-        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
-
-
-def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None

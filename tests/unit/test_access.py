@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from gateway.access import AccessLog, Exchange, _text_line, request_id
-from gateway.metrics import Metrics
+from gateway.observe.access import AccessLog, Exchange, _text_line, request_id
+from gateway.observe.metrics import Metrics
 
 
 @pytest.mark.parametrize("given", [b"abc", b"A-Z.a_z-09", b"x" * 128, b"0123456789abcdef"])

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gateway.audit import AGGREGATE_SECONDS, Audit, audit_line
+from gateway.observe.audit import AGGREGATE_SECONDS, Audit, audit_line
 from gateway.store.base import AuditRecord
 
 

@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 
+from gateway.http import client_address
 from gateway.policy import Principal
 from gateway.proxy.headers import (
     FOREIGN_IDENTITY,
     FOREIGN_IDENTITY_PREFIXES,
-    client_address,
     downstream_response_headers,
     normalize,
     strip_cookies,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import UiSettings
-from gateway.errors import BadGateway, Forbidden, GatewayTimeout, render_error, switch_user_url
-from gateway.pages import CONTENT_SECURITY_POLICY, Pages, describe_agent
+from gateway.errors import BadGateway, Forbidden, GatewayTimeout
+from gateway.http import render_error, switch_user_url
+from gateway.http.pages import CONTENT_SECURITY_POLICY, Pages, describe_agent
 
 HOSTILE = UiSettings(product_name='<script>alert("x")</script> & Co', title="Sign <b>in</b>",
                      logo_text="<img src=x onerror=alert(1)>", footer_text="</footer><script>bad()</script>")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.auth.redirects import safe_next
+from gateway.http.redirects import safe_next
 
 CASES = [
     ("/", "/"),

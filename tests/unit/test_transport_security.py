@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ServerSettings
+from gateway.http import public_origin
 from gateway.proxy.headers import (
     HSTS,
     HeaderRules,
     downstream_response_headers,
-    public_origin,
     transport_security_headers,
 )
 

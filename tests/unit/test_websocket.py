@@ -1,24 +1,20 @@
-"""The WebSocket relay's pure parts: close codes, handshake headers, the upstream URI, the re-check."""
+"""The WebSocket relay's pure parts (close codes, handshake headers, the upstream URI), the re-check
+(auth/gate.py's lost_access), and a refused handshake through the dispatcher."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from gateway.access import Exchange
-from gateway.policy import Principal, parse_policy
-from gateway.proxy.websocket import (
-    decision_for,
-    handshake_headers,
-    lost_access,
-    relay,
-    sendable_close_code,
-    upstream_uri,
-)
+from gateway.asgi import Gateway
+from gateway.auth.gate import lost_access
+from gateway.http import DEFAULT_PAGES, HostRules, Refusals, Targets, TrustedProxies, method_overrides
+from gateway.observe import Exchange, Metrics
+from gateway.policy import Decision, Policy, Principal, decide_tunnelled, parse_policy
+from gateway.proxy.websocket import WebSocketRelay, handshake_headers, sendable_close_code, upstream_uri
 from tests.unit.samples import ALICE, RULES
 
 POLICY = parse_policy({"p.yaml": 'rules:\n  - paths: ["/**"]\n    allow: authenticated\n'
@@ -73,6 +69,11 @@ def test_upstream_uri_with_preserve_host() -> None:
             upstream_uri("http://127.0.0.1:8081", "/ws", "", host_header=bad, preserve_host=True)
 
 
+def decision_for(policy: Policy, principal: Principal | None, path: str, headers: list[tuple[bytes, bytes]]) -> Decision:
+    """A handshake's decision, as the gate takes it: a GET, and any method it tunnels."""
+    return decide_tunnelled(policy, principal, "GET", method_overrides(headers), path)
+
+
 def test_decision_for_is_a_get_and_its_tunnelled_methods() -> None:
     assert decision_for(POLICY, ALICE, "/ro/feed", []).allowed
     assert not decision_for(POLICY, ALICE, "/ro/feed", [(b"x-http-method-override", b"DELETE")]).allowed
@@ -94,12 +95,16 @@ def test_lost_access(now: Principal | None, then: Principal | None, path: str, r
 
 
 async def _refusal(extensions: dict[str, object] | None) -> list[dict[str, Any]]:
-    """What relay() sends for a malformed path (refused before the session or the upstream is looked at)."""
-    from gateway.asgi import Gateway
-
-    gateway: Any = SimpleNamespace(metrics=None, _allow_params=False, _case_insensitive=False)
-    gateway.canonical_target = functools.partial(Gateway.canonical_target, gateway)  # the real target checks
-    gateway.check_host = lambda scope: None
+    """What the gateway sends for a malformed WebSocket path (refused before the session or the
+    upstream is looked at: the gate and the proxy are never reached)."""
+    finished: list[Exchange] = []
+    targets = Targets(allow_params=False, case_insensitive=False, hosts=HostRules(), proxies=TrustedProxies())
+    refusals = Refusals(DEFAULT_PAGES)
+    upstream: Any = SimpleNamespace(websocket_memory=1 << 20)
+    gateway = Gateway(SimpleNamespace(), targets=targets, gate=SimpleNamespace(), proxy=SimpleNamespace(),  # type: ignore[arg-type]
+                      websockets=WebSocketRelay(upstream, RULES, Metrics(), refusals), refusals=refusals,
+                      proxies=TrustedProxies(), access=SimpleNamespace(finish=finished.append),  # type: ignore[arg-type]
+                      max_body_size=0)
     scope: dict[str, Any] = {"type": "websocket", "path": "/a/b", "raw_path": b"/a%2Fb", "query_string": b"",
                              "headers": [(b"Host", b"gw")], "subprotocols": []}
     if extensions is not None:
@@ -112,9 +117,9 @@ async def _refusal(extensions: dict[str, object] | None) -> list[dict[str, Any]]
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    exchange = Exchange(b"rid", "GET", "127.0.0.1")
-    await relay(gateway, scope, receive, send, exchange)
+    await gateway(scope, receive, send)
     # The access line names the refused target as sent, and why.
+    (exchange,) = finished
     assert (exchange.decision, exchange.path) == ("bad_request", "/a%2Fb")
     return sent
 

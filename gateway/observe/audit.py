@@ -13,11 +13,9 @@ import contextlib
 import json
 import logging
 import sys
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
+from gateway.clock import Clock, format_time, system_clock
 from gateway.store.base import AuditRecord, AuditStore
 
 log = logging.getLogger("gateway.audit")
@@ -28,7 +26,7 @@ BATCH = 200
 
 def audit_line(record: AuditRecord) -> str:
     fields: dict[str, Any] = {
-        "time": datetime.fromtimestamp(record.time, UTC).isoformat(timespec="milliseconds"),
+        "time": format_time(record.time),
         "event": record.event,
     }
     if record.user is not None:
@@ -39,19 +37,22 @@ def audit_line(record: AuditRecord) -> str:
     return json.dumps(fields, ensure_ascii=True)
 
 
+class AuditHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes audit lines to standard error (its own class: configured once, however often asked)."""
+
+
 def configure_audit_log() -> None:
     """Audit lines go to standard error as bare JSON, whatever the format of the other log lines."""
-    if not any(getattr(h, "_gateway_audit", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, AuditHandler) for h in log.handlers):
+        handler = AuditHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._gateway_audit = True  # type: ignore[attr-defined]
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
 
 
 class Audit:
-    def __init__(self, store: AuditStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: AuditStore, clock: Clock = system_clock) -> None:
         self._store = store
         self._clock = clock
         self._pending: list[AuditRecord] = []

@@ -14,13 +14,13 @@ from gateway.auth.accounts import USER_NAME
 from gateway.auth.csrf import origin_allowed
 from gateway.auth.device import LIFETIME as DEVICE_LIFETIME
 from gateway.auth.passwords import WeakPassword, check_strength
-from gateway.auth.redirects import LOGIN, safe_next, sign_in_url, switch_user_url
 from gateway.auth.sessions import ActiveSession, hash_session_id, short_id
 from gateway.auth.throttle import attempt_for
-from gateway.auth.user import GatewayUser, note_user, request_client
-from gateway.errors import Forbidden, Unauthorized, wants_html
-from gateway.proxy.headers import public_origin
+from gateway.errors import Forbidden, Unauthorized
+from gateway.http import wants_html
+from gateway.http.redirects import LOGIN, safe_next, sign_in_url, switch_user_url
 from gateway.services import Services, current_services
+from gateway.web.user import GatewayUser, note_user, request_client
 
 log = logging.getLogger("gateway.auth")
 bp = Blueprint("auth", __name__)
@@ -52,22 +52,10 @@ def _page(template: str, status: int = 200, **context: object) -> Response:
     return response
 
 
-def _last_line(name: str) -> str | None:
-    """A trusted proxy's own line of a header comes after any copy the client sent."""
-    lines = request.headers.getlist(name)
-    return lines[-1] if lines else None
-
-
 def _post_allowed(form_token: str | None) -> bool:
     """Refuse cross-site posts outright (403); False when the CSRF token does not match."""
     services = current_services()
-    client = request.scope.get("client")
-    expected = public_origin(
-        public_url=services.settings.server.public_url, scheme=request.scheme, host=request.headers.get("Host", ""),
-        peer=client[0] if client else None, forwarded_proto=_last_line("X-Forwarded-Proto"),
-        forwarded_host=_last_line("X-Forwarded-Host"), networks=services.settings.server.trusted_proxies,
-    )
-    if not origin_allowed(request.headers.get("Origin"), expected):
+    if not origin_allowed(request.headers.get("Origin"), services.proxies.origin_of(request.scope)):
         raise Forbidden("Cross-site form submission refused.")
     binding = request.cookies.get(services.settings.session.csrf_cookie_name)
     return services.csrf.check(binding, form_token)

@@ -1,4 +1,6 @@
-"""The gateway's own HTML pages: one template set, compiled once per ``[ui]`` configuration.
+"""The gateway's own HTML pages (web/templates): one template set, compiled once per ``[ui]`` configuration.
+
+In http/ rather than web/ because every way in renders its refusals with it (http/refuse.py).
 
 ``Pages`` is built at start-up (``create_app``): every template is parsed and compiled then, and the
 headers every page sends are computed then, so rendering a page (the proxy path's 403/502/504
@@ -8,12 +10,14 @@ text and anything taken from a request are shown as text, never as HTML.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, Template, select_autoescape
 
+from gateway.clock import format_human_time
 from gateway.config import UiSettings
+
+__all__ = ["CONTENT_SECURITY_POLICY", "DEFAULT_PAGES", "Pages", "describe_agent", "page_headers"]
 
 MAX_CACHED_ERROR_PAGES = 256
 TEMPLATES = ("login.html", "logout.html", "error.html", "sessions.html", "account.html")
@@ -35,13 +39,6 @@ def page_headers(ui: UiSettings) -> list[tuple[bytes, bytes]]:
         (b"x-frame-options", b"DENY"),
         (b"content-security-policy", csp.encode()),
     ]
-
-
-PAGE_HEADERS = page_headers(UiSettings())
-
-
-def when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # Most specific first: Edge and Opera also say "Chrome", Chrome also says "Safari".
@@ -70,14 +67,14 @@ class Pages:
     def __init__(self, ui: UiSettings | None = None) -> None:
         self.ui = ui or UiSettings()
         environment = Environment(
-            loader=PackageLoader("gateway", "templates"),
+            loader=PackageLoader("gateway", "web/templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
             auto_reload=False,  # templates are part of the release: no stat() per page
             enable_async=False,
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        environment.filters["when"] = when
+        environment.filters["when"] = format_human_time
         environment.filters["agent"] = describe_agent
         environment.globals["ui"] = self.ui
         self._templates: dict[str, Template] = {name: environment.get_template(name) for name in TEMPLATES}

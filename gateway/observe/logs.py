@@ -2,7 +2,7 @@
 
 Three kinds of line share standard error: the ordinary log (``gateway.*``, Uvicorn; at [log] level),
 the access log (``gateway.access``, one line per request whenever [log] access is on, whatever the
-level) and the audit trail (``gateway.audit``, always JSON, see gateway/audit.py).
+level) and the audit trail (``gateway.audit``, always JSON, see observe/audit.py).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 
-from gateway.audit import configure_audit_log
+from gateway.clock import format_time
 from gateway.config import Settings
+from gateway.observe.audit import configure_audit_log
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER = "gateway.access"
@@ -24,7 +24,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, object] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": format_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -34,13 +34,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(fields, ensure_ascii=True)
 
 
+class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes access lines to standard error (its own class: configured once, however often asked)."""
+
+
 def _configure_access_log(enabled: bool) -> None:
     """Access lines are written as they come (already JSON or text): their own handler, no propagation."""
     log = logging.getLogger(ACCESS_LOGGER)
-    if not any(getattr(h, "_gateway_access", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, AccessHandler) for h in log.handlers):
+        handler = AccessHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._gateway_access = True  # type: ignore[attr-defined]
         log.addHandler(handler)
     log.setLevel(logging.INFO if enabled else logging.CRITICAL + 1)
     log.propagate = False

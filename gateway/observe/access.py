@@ -19,11 +19,11 @@ import re
 import time
 from collections.abc import Callable
 
-from gateway.metrics import Metrics
+from gateway.clock import format_time
+from gateway.observe.metrics import Metrics
 
 log = logging.getLogger("gateway.access")
 
-REQUEST_ID_HEADER = b"x-request-id"
 # A client's (or a proxy in front's) id is kept when it is a plain token, so one id follows the
 # request through every hop; anything else is replaced, never passed on.
 SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
@@ -80,19 +80,6 @@ def _text_line(fields: dict[str, object]) -> str:
     return " ".join(f"{name}={show(value)}" for name, value in fields.items())
 
 
-_second: list[tuple[int, str]] = [(-1, "")]  # the last second formatted: strftime once a second, not per line
-
-
-def _utc(timestamp: float) -> str:
-    """2025-01-31T12:00:00.123Z"""
-    seconds = int(timestamp)
-    last, text = _second[0]
-    if seconds != last:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _second[0] = (seconds, text)
-    return f"{text}.{int((timestamp - seconds) * 1000):03d}Z"
-
-
 # Lines wait at most this long (or until this many are waiting) and go to the logger together.
 FLUSH_DELAY = 0.05
 FLUSH_LINES = 256
@@ -102,10 +89,9 @@ class AccessLog:
     """Counts each finished request and writes its line.
 
     Lines are buffered briefly and handed to the logger joined, one record per batch (still one
-    line per request), as nginx's ``access_log ... buffer= flush=`` does. Measured in-process (the
-    real Gateway, a fake upstream): a logging record per request (record, handler lock, format,
-    write, flush) cost ~20 us of CPU, as much as all the rest of the proxied request's Python. A
-    line waits at most FLUSH_DELAY; ``flush`` empties the buffer at shutdown."""
+    line per request), as nginx's ``access_log ... buffer= flush=`` does: a logging record per
+    request costs as much CPU as the rest of the proxied request's Python (bench/proxy_bench.py).
+    A line waits at most FLUSH_DELAY; ``flush`` empties the buffer at shutdown."""
 
     def __init__(self, metrics: Metrics, *, enabled: bool, text: bool) -> None:
         self._metrics = metrics
@@ -122,7 +108,7 @@ class AccessLog:
         upstream = exchange.upstream
         # Durations in seconds, to the microsecond.
         self._pending.append(self._line({
-            "time": _utc(time.time()),
+            "time": format_time(time.time()),
             "request_id": exchange.request_id.decode("ascii"),
             "client": exchange.client,
             "user": exchange.user,

@@ -11,11 +11,11 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from gateway.auth.user import request_client
 from gateway.errors import MethodNotAllowed, NotFound
-from gateway.metrics import CONTENT_TYPE
-from gateway.proxy.headers import is_trusted
+from gateway.http import is_trusted
+from gateway.observe.metrics import CONTENT_TYPE
 from gateway.services import Services, current_services
+from gateway.web.user import request_client
 
 bp = Blueprint("status", __name__)
 

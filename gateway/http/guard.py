@@ -42,8 +42,8 @@ from typing import Any
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.asgi import MAX_TARGET_BYTES
-from gateway.proxy.framing import declares_body
+from gateway.http.headers import declares_body
+from gateway.http.target import MAX_TARGET_BYTES
 
 DEFAULT_MAX_HEAD = 64 * 1024
 DEFAULT_HEAD_TIMEOUT = 20.0

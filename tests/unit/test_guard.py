@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.http_protocol import GuardedHttpToolsProtocol, _answer, protocol_options
+from gateway.http.guard import GuardedHttpToolsProtocol, _answer, protocol_options
 from gateway.proxy.headers import HSTS
 
 

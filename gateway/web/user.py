@@ -1,4 +1,4 @@
-"""Quart-Auth integration: the cookie codec and a user class backed by the session table.
+"""Quart-Auth glue for the gateway's pages: the cookie codec and a user class backed by the session table.
 
 Quart-Auth's ``resolve_user`` is synchronous, so the database work happens in the async
 ``is_authenticated`` property, once per request (the result is kept on the instance).
@@ -11,25 +11,24 @@ from typing import Any
 from quart import Quart, request
 from quart_auth import Action, AuthUser, QuartAuth
 
-from gateway.access import Exchange
 from gateway.auth.cookie import SALT
 from gateway.auth.sessions import ActiveSession
-from gateway.proxy.headers import client_address
+from gateway.observe import Exchange
 from gateway.services import current_services
+
+__all__ = ["GatewayAuth", "GatewayUser", "auth_config", "note_user", "request_client"]
 
 
 def note_user(name: str) -> None:
-    """Names the signed-in user in the request's access-log line (gateway.access.Exchange)."""
-    exchange = request.scope.get("gateway.exchange")  # gateway.asgi.EXCHANGE_KEY; absent in bare Quart tests
+    """Names the signed-in user in the request's access-log line (observe/access.py)."""
+    exchange = request.scope.get("gateway.exchange")  # asgi.EXCHANGE_KEY; absent in bare Quart tests
     if isinstance(exchange, Exchange):
         exchange.user = name
 
 
 def request_client() -> str:
     """The real client of the current Quart request: the peer, or the address behind trusted proxies."""
-    client = request.scope.get("client")
-    return client_address(client[0] if client else None, request.headers.getlist("X-Forwarded-For"),
-                          current_services().settings.server.trusted_proxies)
+    return current_services().proxies.client_of(request.scope)
 
 
 class GatewayUser(AuthUser):
