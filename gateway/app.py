@@ -17,6 +17,7 @@ from gateway.auth.identify import Identifier
 from gateway.auth.passwords import Passwords
 from gateway.auth.sessions import SessionManager
 from gateway.auth.throttle import Throttle
+from gateway.auth.verify import PasswordCheck
 from gateway.clock import Clock, system_clock
 from gateway.config import Settings
 from gateway.http import HostRules, Pages, Refusals, Targets, TrustedProxies
@@ -50,18 +51,21 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
         policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
     cookie_lifetime = max(settings.session.absolute_timeout, settings.session.persistent_cookie_lifetime)
     proxies = TrustedProxies(settings.server.trusted_proxies, settings.server.public_url)
+    throttle = Throttle(store, clock)
+    device = DeviceCookie(secret, settings.session.device_cookie_name)
     services = Services(
         settings=settings,
         store=store,
         passwords=passwords,
         sessions=SessionManager(store, settings.session, audit, clock),
-        accounts=Accounts(store, passwords),
+        accounts=Accounts(store, passwords, clock),
         cookie=SessionCookie(secret, settings.session.cookie_name, cookie_lifetime),
         csrf=Csrf(secret),
         policy=PolicyState(policy=policy),
         audit=audit,
-        throttle=Throttle(store, clock),
-        device=DeviceCookie(secret, settings.session.device_cookie_name),
+        throttle=throttle,
+        device=device,
+        password_check=PasswordCheck(throttle, passwords, device),
         pages=Pages(settings.ui),
         metrics=Metrics(),
         proxies=proxies,

@@ -15,6 +15,7 @@ from gateway.auth.device import DeviceCookie
 from gateway.auth.passwords import Passwords
 from gateway.auth.sessions import SessionManager
 from gateway.auth.throttle import Throttle
+from gateway.auth.verify import PasswordCheck
 from gateway.config import Settings
 from gateway.http import DEFAULT_PAGES, Pages, TrustedProxies
 from gateway.observe import Audit, Metrics
@@ -48,6 +49,7 @@ class Services:
     audit: Audit
     throttle: Throttle
     device: DeviceCookie
+    password_check: PasswordCheck
     metrics: Metrics
     pages: Pages = DEFAULT_PAGES  # create_app builds one from settings.ui
     # Who the client is, behind [server] trusted_proxies (create_app builds it from the settings).

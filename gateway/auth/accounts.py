@@ -1,4 +1,4 @@
-"""User account rules and changes, shared by the CLI and (later) the account page.
+"""User account rules and changes, shared by the CLI and the account page.
 
 Every change that takes rights away also ends the user's live sessions, in the same call.
 """
@@ -6,9 +6,10 @@ Every change that takes rights away also ends the user's live sessions, in the s
 from __future__ import annotations
 
 import re
-import time
+from dataclasses import dataclass
 
 from gateway.auth.passwords import Passwords, check_strength
+from gateway.clock import Clock, system_clock
 from gateway.store.base import Store, UnknownUser, User
 
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -32,15 +33,22 @@ def parse_roles(text: str) -> tuple[str, ...]:
     return tuple(sorted(roles))
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordChange:
+    sessions_ended: int
+    password_hash: str
+
+
 class Accounts:
-    def __init__(self, store: Store, passwords: Passwords) -> None:
+    def __init__(self, store: Store, passwords: Passwords, clock: Clock = system_clock) -> None:
         self._store = store
         self._passwords = passwords
+        self._clock = clock
 
     async def add(self, name: str, password: str, roles: tuple[str, ...]) -> User:
         check_user_name(name)
         check_strength(password, name)
-        return await self._store.add_user(name, await self._passwords.hash(password), roles, time.time())
+        return await self._store.add_user(name, await self._passwords.hash(password), roles, self._clock())
 
     async def require(self, name: str) -> User:
         """The user named ``name``; UnknownUser (a refused change, exit 1) when there is none."""
@@ -49,11 +57,14 @@ class Accounts:
             raise UnknownUser(f"no user named {name!r}")
         return user
 
-    async def set_password(self, name: str, password: str) -> int:
+    async def set_password(self, name: str, password: str, *, keep: str | None = None) -> PasswordChange:
+        """The one password change (the CLI's and the account page's): every session of the user
+        ends, but the one whose id hash is ``keep`` (the browser that asked, which re-keys its own)."""
         user = await self.require(name)
         check_strength(password, user.name)
-        await self._store.set_password_hash(user.name, await self._passwords.hash(password))
-        return await self._store.delete_user_sessions(user.id)
+        password_hash = await self._passwords.hash(password)
+        await self._store.set_password_hash(user.name, password_hash)
+        return PasswordChange(await self._store.delete_user_sessions(user.id, keep=keep), password_hash)
 
     async def set_roles(self, name: str, roles: tuple[str, ...]) -> None:
         await self._store.set_roles((await self.require(name)).name, roles)

@@ -75,8 +75,10 @@ def users_list(ctx: click.Context) -> None:
 def users_set_password(ctx: click.Context, name: str, password_stdin: bool) -> None:
     """Change NAME's password; ends NAME's sessions."""
     password = read_password(password_stdin)
-    ended = run_with_accounts(ctx, lambda accounts, _: accounts.set_password(name, password),
-                              lambda n: ("user.password_changed", {"user": name, "sessions_ended": n}))
+    async def change(accounts: Accounts, _: SqliteStore) -> int:
+        return (await accounts.set_password(name, password)).sessions_ended
+
+    ended = run_with_accounts(ctx, change, lambda n: ("user.password_changed", {"user": name, "sessions_ended": n}))
     click.echo(f"password changed for {name}; {ended} session(s) ended")
 
 

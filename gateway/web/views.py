@@ -15,7 +15,6 @@ from gateway.auth.csrf import origin_allowed
 from gateway.auth.device import LIFETIME as DEVICE_LIFETIME
 from gateway.auth.passwords import WeakPassword, check_strength
 from gateway.auth.sessions import ActiveSession, hash_session_id, short_id
-from gateway.auth.throttle import attempt_for
 from gateway.errors import Forbidden, Unauthorized
 from gateway.http import wants_html
 from gateway.http.redirects import LOGIN, safe_next, sign_in_url, switch_user_url
@@ -112,31 +111,25 @@ async def login_submit() -> Response:
 
     client = request_client()
     user = await services.store.get_user(username) if shown_name else None
-    device = services.device.device_for(request.cookies.get(services.device.name), username,
-                                        user.password_hash if user else None)
-    attempt = attempt_for(username if shown_name else "(invalid)", client, device)
-    # Checked before the password is looked at: a throttled attempt learns nothing about it.
-    wait = await services.throttle.reserve(attempt)
+    verdict = await services.password_check.check(username if shown_name else "(invalid)", user, password,
+                                                  client=client, device_cookie=request.cookies.get(services.device.name))
     # An unknown name is often a password typed into the wrong field: keep only a fingerprint.
     named = {"user": user.name} if user else {"attempted": _fingerprint(username)}
-    if wait > 0:
-        services.audit.record_aggregated(f"throttled {attempt.keys}", "signin.throttled", client=client,
-                                         retry_after=math.ceil(wait), **named)
+    if verdict.wait > 0:
+        services.audit.record_aggregated(f"throttled {list(verdict.keys)}", "signin.throttled", client=client,
+                                         retry_after=math.ceil(verdict.wait), **named)
         services.metrics.signins["throttled"].inc()
         services.metrics.throttled["signin"].inc()
-        return _throttled(wait, lambda message: _login_page(429, next_path=next_path, username=shown_name, error=message))
-
-    # Always one argon2 verification: a dummy one for unknown names, the real one for disabled
-    # accounts; the answer is the same generic failure for all three.
-    result = await services.passwords.verify(user.password_hash if user else None, password)
-    if user is None or user.disabled or not result.ok:
+        return _throttled(verdict.wait,
+                          lambda message: _login_page(429, next_path=next_path, username=shown_name, error=message))
+    # The same generic failure for an unknown name, a disabled account and a wrong password.
+    if user is None or not verdict.ok:
         reason = "unknown user" if user is None else "disabled" if user.disabled else "wrong password"
         services.audit.record("signin.failure", client=client, reason=reason, **named)
         services.metrics.signins["failure"].inc()
         return _login_page(401, next_path=next_path, username=shown_name, error=GENERIC_FAILURE)
-    await services.throttle.succeeded(attempt)
     password_hash = user.password_hash
-    if result.needs_rehash:
+    if verdict.needs_rehash:
         password_hash = await services.passwords.hash(password)
         await services.store.set_password_hash(user.name, password_hash)
 
@@ -151,7 +144,7 @@ async def login_submit() -> Response:
     services.metrics.signins["success"].inc()
     note_user(user.name)
     response = Response("", status=303, headers={"Location": next_path})
-    if device is None:
+    if verdict.device is None:
         _set_device_cookie(response, services, user.name, password_hash)
     return response
 
@@ -314,23 +307,18 @@ async def account_submit() -> Response:
         return again(400, str(exc).capitalize() + ".")
     client = request_client()
     user = await services.store.get_user(user_name)
-    device = services.device.device_for(request.cookies.get(services.device.name), user_name,
-                                        user.password_hash if user else None)
-    attempt = attempt_for(user_name, client, device)
-    wait = await services.throttle.reserve(attempt)
-    if wait > 0:
-        services.audit.record_aggregated(f"throttled {attempt.keys}", "password.throttled", user=user_name,
-                                         client=client, retry_after=math.ceil(wait))
+    verdict = await services.password_check.check(user_name, user, current, client=client,
+                                                  device_cookie=request.cookies.get(services.device.name))
+    if verdict.wait > 0:
+        services.audit.record_aggregated(f"throttled {list(verdict.keys)}", "password.throttled", user=user_name,
+                                         client=client, retry_after=math.ceil(verdict.wait))
         services.metrics.throttled["password_change"].inc()
-        return _throttled(wait, lambda message: again(429, message))
-    result = await services.passwords.verify(user.password_hash if user else None, current)
-    if user is None or not result.ok:
+        return _throttled(verdict.wait, lambda message: again(429, message))
+    if user is None or not verdict.ok:
         services.audit.record("password.change_failed", user=user_name, client=client, reason="wrong current password")
         return again(401, "The current password is wrong.")
-    await services.throttle.succeeded(attempt)
-    new_hash = await services.passwords.hash(new)
-    await services.store.set_password_hash(user.name, new_hash)
-    ended = await services.store.delete_user_sessions(user.id, keep=active.id_hash)
+    change = await services.accounts.set_password(user.name, new, keep=active.id_hash)
+    ended, new_hash = change.sessions_ended, change.password_hash
     # This browser stays signed in, under a new session id: a copy of the old cookie (the reason
     # people change passwords) dies with the other sessions.
     await services.store.delete_session(active.id_hash)
