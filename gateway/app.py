@@ -20,6 +20,7 @@ from gateway.auth.passwords import Passwords
 from gateway.auth.sessions import SessionManager
 from gateway.auth.throttle import Throttle
 from gateway.auth.user import GatewayAuth, auth_config
+from gateway.clock import Clock, system_clock
 from gateway.config import Settings
 from gateway.errors import GatewayError, ServiceUnavailable, error_for_status, render_error, wants_html
 from gateway.metrics import Metrics
@@ -44,13 +45,16 @@ def create_app(
     *,
     policy: Policy | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock = system_clock,
 ) -> Gateway:
+    """The whole gateway as one ASGI app. ``clock`` is what every time-based rule reads (session
+    timeouts, fresh sign-in, throttling, audit times): tests pass a FakeClock instead of sleeping."""
     if settings.server.secret_key is None:
         raise ValueError("create_app needs settings with a secret key")
     secret = settings.server.secret_key
     store = SqliteStore(settings.store.path, session_cache_ttl=settings.session.cache_ttl)
     passwords = Passwords(settings.passwords)
-    audit = Audit(store)
+    audit = Audit(store, clock)
     if policy is None:
         policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
     cookie_lifetime = max(settings.session.absolute_timeout, settings.session.persistent_cookie_lifetime)
@@ -58,13 +62,13 @@ def create_app(
         settings=settings,
         store=store,
         passwords=passwords,
-        sessions=SessionManager(store, settings.session, audit),
+        sessions=SessionManager(store, settings.session, audit, clock),
         accounts=Accounts(store, passwords),
         cookie=SessionCookie(secret, settings.session.cookie_name, cookie_lifetime),
         csrf=Csrf(secret),
         policy=PolicyState(policy=policy),
         audit=audit,
-        throttle=Throttle(store),
+        throttle=Throttle(store, clock),
         device=DeviceCookie(secret, settings.session.device_cookie_name),
         pages=Pages(settings.ui),
         metrics=Metrics(),
@@ -96,6 +100,7 @@ def create_app(
         strip_headers=tuple(name.encode() for name in settings.proxy.strip_headers),
     )
     gateway = Gateway(app, services, rules)
+    gateway.clock = clock
 
     def policy_loaded(new: Policy) -> None:
         services.policy = PolicyState(policy=new)

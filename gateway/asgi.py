@@ -21,6 +21,7 @@ from gateway.access import AccessLog, Exchange, request_id
 from gateway.auth.cookie import cookie_value
 from gateway.auth.redirects import sign_in_url
 from gateway.auth.sessions import ActiveSession
+from gateway.clock import Clock, system_clock
 from gateway.errors import (
     BadGateway,
     BadRequest,
@@ -176,6 +177,8 @@ def ending_of(exc: Exception) -> str:
 class Gateway:
     """ASGI app: canonical path -> Quart (gateway pages) or policy + proxy (everything else)."""
 
+    clock: Clock = system_clock  # what a `fresh` rule measures the sign-in's age against (create_app sets it)
+
     def __init__(self, quart_app: Quart, services: Services, header_rules: HeaderRules) -> None:
         self.quart = quart_app
         self.services = services
@@ -317,7 +320,8 @@ class Gateway:
             exchange.user = principal.user
         policy = self.services.policy.policy  # read once: one request, one whole policy
         # The app may act on a tunnelled method (X-HTTP-Method-Override): it must be allowed as well.
-        decision = decide_tunnelled(policy, principal, method, method_overrides(headers), canonical.decision)
+        decision = decide_tunnelled(policy, principal, method, method_overrides(headers), canonical.decision,
+                                    now=self.clock())
         exchange.decision = DECISION_LABEL[decision.outcome]
 
         if decision.outcome is Outcome.LOGIN or decision.outcome is Outcome.REAUTH:
