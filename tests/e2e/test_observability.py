@@ -28,7 +28,7 @@ from tests.e2e.harness import (
     wait_until,
     write_gateway,
 )
-from tests.e2e.test_workers import worker_pids
+from tests.e2e.test_workers import uvicorn_workers
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 HTML = {"Accept": "text/html"}
@@ -182,11 +182,8 @@ def _served_by(directory: Path, pid: int) -> float:
 def test_two_workers_add_up(make_gateway: Any) -> None:
     gateway: Gateway = make_gateway(settings={"server": {"workers": 2}}, users={"ivy": "staff"})
 
-    def workers() -> list[int]:  # the Uvicorn workers, not multiprocessing's helper processes
-        return [pid for pid in worker_pids(gateway) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-
-    wait_until(lambda: len(workers()) == 2, "two worker processes")
-    pids = workers()
+    wait_until(lambda: len(uvicorn_workers(gateway)) == 2, "two worker processes", timeout=60)
+    pids = uvicorn_workers(gateway)
     directory = _metrics_dir(pids[0])
     assert _metrics_dir(pids[1]) == directory
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
