@@ -41,6 +41,8 @@ MAX_FORM_BYTES = 64 * 1024
 
 
 def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock = system_clock) -> Gateway:
+    """The whole gateway as one ASGI app. ``clock`` is what every time-based rule reads (session
+    timeouts, fresh sign-in, throttling, audit times): tests pass a FakeClock instead of sleeping."""
     if settings.server.secret_key is None:
         raise ValueError("create_app needs settings with a secret key")
     secret = settings.server.secret_key
@@ -99,7 +101,7 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
     )
     refusals = Refusals(services.pages, rules.response_headers)
     gate = Gate(Identifier(services.cookie, services.sessions), lambda: services.policy.policy, audit, proxies,
-                secure_cookie=settings.session.secure_cookie)
+                secure_cookie=settings.session.secure_cookie, clock=clock)
     proxy = ProxyHandler(settings.server, rules, proxies, services.metrics,
                          max_connections_per_client=settings.upstream.max_connections_per_client)
     targets = Targets(allow_params=settings.policy.allow_path_params, case_insensitive=settings.policy.case_insensitive,

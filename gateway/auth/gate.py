@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from gateway.auth.csrf import origin_allowed
 from gateway.auth.identify import Identifier, Identity
+from gateway.clock import Clock, system_clock
 from gateway.errors import Forbidden, ReauthenticationRequired, Unauthorized
 from gateway.http import RawHeaders, Scope, TrustedProxies, first_value, method_overrides
 from gateway.observe import ALLOW, DENY, LOGIN, REAUTH, Audit, Exchange
@@ -62,8 +63,9 @@ def lost_access(decision: Decision, now: Principal | None, then: Principal | Non
 
 class Gate:
     def __init__(self, identifier: Identifier, policy: Callable[[], Policy], audit: Audit, proxies: TrustedProxies,
-                 *, secure_cookie: bool) -> None:
+                 *, secure_cookie: bool, clock: Clock = system_clock) -> None:
         self.identifier = identifier
+        self._clock = clock  # what "fresh" rules are judged by (tests move it instead of sleeping)
         self._policy = policy  # read once per decision: one request, one whole policy
         self._audit = audit
         self._proxies = proxies
@@ -74,7 +76,7 @@ class Gate:
 
     def decide(self, principal: Principal | None, method: str, headers: RawHeaders, path: str) -> Decision:
         """The policy's word; the app may act on a tunnelled method, which must be allowed as well."""
-        return decide_tunnelled(self._policy(), principal, method, method_overrides(headers), path)
+        return decide_tunnelled(self._policy(), principal, method, method_overrides(headers), path, now=self._clock())
 
     async def admit(self, scope: Scope, canonical: CanonicalPath, exchange: Exchange, *, method: str,
                     websocket: bool = False) -> Admission:

@@ -46,13 +46,14 @@ def decide(
 
 
 def decide_tunnelled(
-    policy: Policy, principal: Principal | None, method: str, tunnelled: Iterable[str], path: str
+    policy: Policy, principal: Principal | None, method: str, tunnelled: Iterable[str], path: str,
+    *, now: float | None = None,
 ) -> Decision:
     """Decide a request that may also ask the app to act as another method (X-HTTP-Method-Override
     and co.): each tunnelled method must be allowed as well, or the first refusal decides."""
-    decision = decide(policy, principal, method, path)
+    decision = decide(policy, principal, method, path, now=now)
     for other in tunnelled if decision.allowed else ():
-        refused = decide(policy, principal, other, path)
+        refused = decide(policy, principal, other, path, now=now)
         if not refused.allowed:
             return refused
     return decision

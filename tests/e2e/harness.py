@@ -153,9 +153,9 @@ class Gateway:
         assert result.returncode == 0, result.stderr
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen([PYTHON, "-m", "gateway", "serve", "--config", str(self.config)],
-                                        stdout=log, stderr=subprocess.STDOUT, cwd=self.directory)
+        with self.log_path.open("ab") as log:  # the child has its own copy of the descriptor
+            self.process = subprocess.Popen([PYTHON, "-m", "gateway", "serve", "--config", str(self.config)],
+                                            stdout=log, stderr=subprocess.STDOUT, cwd=self.directory)
 
         def ready() -> bool:
             assert self.process is not None
@@ -168,11 +168,12 @@ class Gateway:
 
         wait_until(ready, "gateway")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM, then SIGKILL if it has not ended within ``timeout`` seconds."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(15)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)

@@ -48,10 +48,11 @@ def push_until_refused(sock: socket.socket, head: bytes, filler: bytes, limit: i
         return b""
 
 
-@pytest.fixture(params=[1, 2], ids=["1 worker", "2 workers"])
-def guarded(make_gateway: Any, request: pytest.FixtureRequest) -> Gateway:
+@pytest.fixture(scope="module", params=[1, 2], ids=["1 worker", "2 workers"])
+def guarded(make_module_gateway: Any, request: pytest.FixtureRequest) -> Gateway:
     # With several workers each process must apply the configured limits, not the defaults.
-    gateway: Gateway = make_gateway(policy=PUBLIC, settings={"server": {
+    # One gateway per worker count serves the module: no test here changes it.
+    gateway: Gateway = make_module_gateway(policy=PUBLIC, settings={"server": {
         "header_timeout": "1s", "max_header_size": "16k", "workers": request.param}})
     if request.param > 1:
         wait_until(lambda: httpx.get(gateway.url + "/x").status_code == 200, "the workers")

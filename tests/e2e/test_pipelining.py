@@ -6,12 +6,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
 
 import httpx
 
 from tests.e2e.harness import Gateway
-from tests.e2e.test_limits import PUBLIC, rss_mib
+from tests.e2e.test_limits import rss_mib
 
 CONNECTIONS = 10
 REQUESTS = 100_000
@@ -39,8 +38,8 @@ def pipeline(port: int, path: bytes, results: list[int], measured: threading.Eve
         sock.close()
 
 
-def test_pipelined_floods_hold_bounded_memory(make_gateway: Any) -> None:
-    gateway: Gateway = make_gateway(policy=PUBLIC)
+def test_pipelined_floods_hold_bounded_memory(public_gateway: Gateway) -> None:
+    gateway = public_gateway
     assert gateway.process is not None
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
         for _ in range(20):  # warm: the pool, the caches, the allocator
@@ -68,9 +67,9 @@ def test_pipelined_floods_hold_bounded_memory(make_gateway: Any) -> None:
     assert took < 2.0, f"a normal request took {took:.1f} s"
 
 
-def test_pipelined_requests_are_all_answered_in_order(make_gateway: Any) -> None:
+def test_pipelined_requests_are_all_answered_in_order(public_gateway: Gateway) -> None:
     """Bounding the parse-ahead must not lose or reorder requests, bodies included."""
-    gateway: Gateway = make_gateway(policy=PUBLIC)
+    gateway = public_gateway
     requests = b"".join(
         b"POST /echo-" + str(n).encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n\r\nab\r\n"
         if n % 3 == 0 else b"GET /n-" + str(n).encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"

@@ -132,17 +132,17 @@ def test_one_client_gets_only_its_share_of_the_pool(make_gateway: Any) -> None:
 
 
 @pytest.mark.parametrize("method", [b"GET", b"HEAD"])
-def test_a_get_or_head_with_a_body_is_refused(make_gateway: Any, method: bytes) -> None:
-    gateway: Gateway = make_gateway(policy=PUBLIC)
+def test_a_get_or_head_with_a_body_is_refused(public_gateway: Gateway, method: bytes) -> None:
+    gateway = public_gateway
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
         sock.sendall(method + b" /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
         data = answer(sock)
     assert data.startswith(b"HTTP/1.1 400 "), data[:200]
 
 
-def test_the_body_is_reframed_by_the_gateway(make_gateway: Any) -> None:
+def test_the_body_is_reframed_by_the_gateway(public_gateway: Gateway) -> None:
     """A length written "004" reaches the app as 4; a chunked body arrives chunked, whole."""
-    gateway: Gateway = make_gateway(policy=PUBLIC)
+    gateway = public_gateway
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
         sock.sendall(b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 004\r\nConnection: close\r\n\r\nabcd")
         data = answer(sock) + sock.recv(65536)

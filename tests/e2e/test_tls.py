@@ -58,9 +58,9 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def start_tls(gateway: Gateway, verify: ssl.SSLContext) -> str:
     """The harness's start, polling over HTTPS; the fixture's teardown stops the process."""
-    log = gateway.log_path.open("ab")
-    gateway.process = subprocess.Popen([PYTHON, "-m", "gateway", "serve", "--config", str(gateway.config)],
-                                       stdout=log, stderr=subprocess.STDOUT, cwd=gateway.directory)
+    with gateway.log_path.open("ab") as log:  # the child has its own copy of the descriptor
+        gateway.process = subprocess.Popen([PYTHON, "-m", "gateway", "serve", "--config", str(gateway.config)],
+                                           stdout=log, stderr=subprocess.STDOUT, cwd=gateway.directory)
     base = f"https://127.0.0.1:{gateway.port}"
 
     def ready() -> bool:
