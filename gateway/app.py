@@ -29,7 +29,7 @@ from gateway.proxy.headers import HeaderRules, transport_security_headers
 from gateway.proxy.upstream import Upstream
 from gateway.proxy.websocket import WebSocketRelay
 from gateway.services import PolicyState, Services
-from gateway.store.sqlite import SqliteStore
+from gateway.store import open_stores
 from gateway.web import GatewayAuth, auth_bp, auth_config, register_error_handlers, status_bp
 
 __all__ = ["create_app"]
@@ -46,21 +46,21 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
     if settings.server.secret_key is None:
         raise ValueError("create_app needs settings with a secret key")
     secret = settings.server.secret_key
-    store = SqliteStore(settings.store.path, session_cache_ttl=settings.session.cache_ttl)
+    stores = open_stores(settings.store, cache_ttl=settings.session.cache_ttl)
     passwords = Passwords(settings.passwords)
-    audit = Audit(store, clock)
+    audit = Audit(stores.audit, clock)
     if policy is None:
         policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
     cookie_lifetime = max(settings.session.absolute_timeout, settings.session.persistent_cookie_lifetime)
     proxies = TrustedProxies(settings.server.trusted_proxies, settings.server.public_url)
-    throttle = Throttle(store, clock)
+    throttle = Throttle(stores.throttle, clock)
     device = DeviceCookie(secret, settings.session.device_cookie_name)
     services = Services(
         settings=settings,
-        store=store,
+        stores=stores,
         passwords=passwords,
-        sessions=SessionManager(store, settings.session, audit, clock),
-        accounts=Accounts(store, passwords, clock),
+        sessions=SessionManager(stores, settings.session, audit, clock),
+        accounts=Accounts(stores, passwords, clock),
         cookie=SessionCookie(secret, settings.session.cookie_name, cookie_lifetime),
         csrf=Csrf(secret),
         policy=PolicyState(policy=policy),
@@ -131,7 +131,7 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
 
     @app.before_serving
     async def open_resources() -> None:
-        await store.open()
+        await stores.open()
         audit.start()
         services.sessions.idle_clock.start()
         await services.sessions.purge_expired()
@@ -148,7 +148,7 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
             await proxy.upstream.aclose()
         await services.sessions.idle_clock.stop()
         await audit.stop()
-        await store.close()
+        await stores.close()
         services.metrics.close()
         access.flush()
 

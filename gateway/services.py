@@ -20,7 +20,7 @@ from gateway.config import Settings
 from gateway.http import DEFAULT_PAGES, Pages, TrustedProxies
 from gateway.observe import Audit, Metrics
 from gateway.policy import Policy
-from gateway.store.base import Store
+from gateway.store import Stores
 
 __all__ = ["PolicyState", "Services", "current_services"]
 
@@ -39,7 +39,7 @@ class PolicyState:
 @dataclass
 class Services:
     settings: Settings
-    store: Store
+    stores: Stores
     passwords: Passwords
     sessions: SessionManager
     accounts: Accounts

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from gateway.auth.passwords import Passwords, check_strength
 from gateway.clock import Clock, system_clock
-from gateway.store.base import Store, UnknownUser, User
+from gateway.store import Stores, UnknownUser, User
 
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 ROLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -40,8 +40,9 @@ class PasswordChange:
 
 
 class Accounts:
-    def __init__(self, store: Store, passwords: Passwords, clock: Clock = system_clock) -> None:
-        self._store = store
+    def __init__(self, stores: Stores, passwords: Passwords, clock: Clock = system_clock) -> None:
+        self._store = stores.users
+        self._sessions = stores.sessions
         self._passwords = passwords
         self._clock = clock
 
@@ -63,8 +64,8 @@ class Accounts:
         user = await self.require(name)
         check_strength(password, user.name)
         password_hash = await self._passwords.hash(password)
-        await self._store.set_password_hash(user.name, password_hash)
-        return PasswordChange(await self._store.delete_user_sessions(user.id, keep=keep), password_hash)
+        await self._store.set_password_hash(user.name, password_hash, changed_at=self._clock())
+        return PasswordChange(await self._sessions.delete_user_sessions(user.id, keep=keep), password_hash)
 
     async def set_roles(self, name: str, roles: tuple[str, ...]) -> None:
         await self._store.set_roles((await self.require(name)).name, roles)
@@ -72,10 +73,14 @@ class Accounts:
     async def disable(self, name: str) -> int:
         user = await self.require(name)
         await self._store.set_disabled(user.name, True)
-        return await self._store.delete_user_sessions(user.id)
+        return await self._sessions.delete_user_sessions(user.id)
 
     async def enable(self, name: str) -> None:
         await self._store.set_disabled((await self.require(name)).name, False)
 
-    async def delete(self, name: str) -> None:
-        await self._store.delete_user((await self.require(name)).name)
+    async def delete(self, name: str) -> int:
+        """Delete the user, then tell the session store: its sessions end (they were dead already,
+        their user gone). Returns how many ended."""
+        user = await self.require(name)
+        await self._store.delete_user(user.name)
+        return await self._sessions.delete_user_sessions(user.id)

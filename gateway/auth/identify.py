@@ -14,6 +14,7 @@ from gateway.auth.sessions import ActiveSession, SessionManager
 from gateway.errors import ServiceUnavailable
 from gateway.http import RawHeaders, first_value
 from gateway.policy import Principal
+from gateway.store import StoreError
 
 __all__ = ["Identifier", "Identity"]
 
@@ -53,7 +54,7 @@ class Identifier:
         user_agent = (first_value(headers, b"user-agent") or b"").decode("latin-1")
         try:
             active = await self.sessions.resolve(session_id, client=client, user_agent=user_agent)
-        except Exception as exc:
+        except StoreError as exc:
             log.error("session lookup failed: %s", type(exc).__name__)
             raise ServiceUnavailable("The session store is unavailable.") from exc
         return Identity(active, session_id if active is not None else None, True)

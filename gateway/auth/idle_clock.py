@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Mapping
 
 from gateway.store.base import SessionStore
 
@@ -26,10 +27,13 @@ MAX_REMEMBERED = 100_000  # sessions remembered for seen(); the oldest are forgo
 
 
 class IdleClock:
-    def __init__(self, store: SessionStore, *, remember_for: float, retry_delay: float = RETRY_DELAY) -> None:
+    def __init__(self, store: SessionStore, *, remember_for: float, retry_delay: float = RETRY_DELAY,
+                 on_stored: Callable[[Mapping[str, float]], None] | None = None) -> None:
         """``remember_for``: the idle timeout. A refresh older than that cannot keep a session alive,
-        so it need not be remembered once stored."""
+        so it need not be remembered once stored. ``on_stored``: told of each batch written (the
+        session cache keeps its rows in step)."""
         self._store = store
+        self._on_stored = on_stored
         self._remember_for = remember_for
         self._retry_delay = retry_delay
         self._pending: dict[str, float] = {}  # noted, not stored yet
@@ -71,6 +75,8 @@ class IdleClock:
         while self._pending:
             batch = dict(list(self._pending.items())[:BATCH])
             await self._store.touch_sessions(batch)
+            if self._on_stored is not None:
+                self._on_stored(batch)
             for id_hash, when in batch.items():
                 if self._pending.get(id_hash) == when:  # not noted again while the write ran
                     del self._pending[id_hash]

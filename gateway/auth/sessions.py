@@ -1,4 +1,5 @@
-"""Server-side sessions: the cookie only names one; the row decides whether it is alive.
+"""Server-side sessions: the cookie only names one; the row, and its user's state now, decide
+whether it is alive.
 
 Session ids are 256 random bits. The store keeps only their SHA-256, logs show only a short prefix
 of that hash, so neither a database copy nor a log line can be replayed as a cookie.
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from gateway.auth.idle_clock import IdleClock
 from gateway.config import SessionSettings
 from gateway.policy import Principal
-from gateway.store.base import SessionRecord, SessionStore, User
+from gateway.store import SessionRecord, SignedIn, StoreError, Stores, User
 
 if TYPE_CHECKING:
     from gateway.observe.audit import Audit
@@ -58,6 +59,7 @@ class ActiveSession:
     id_hash: str
     principal: Principal
     record: SessionRecord
+    user: User
 
 
 def binding_for(bind: str, client: str, user_agent: str) -> str:
@@ -69,10 +71,12 @@ def binding_for(bind: str, client: str, user_agent: str) -> str:
     return ""
 
 
-def end_reason(record: SessionRecord, settings: SessionSettings, now: float, binding: str) -> str | None:
+def end_reason(record: SessionRecord, user: User, settings: SessionSettings, now: float, binding: str) -> str | None:
     """Why a session found in the store is no longer alive, or None while it is (pure)."""
-    if record.user_disabled:
+    if user.disabled:
         return "user disabled"
+    if record.auth_time < user.password_changed_at:
+        return "password changed"
     if now - record.created_at > settings.absolute_timeout:
         return "absolute timeout"
     if now - record.last_seen > settings.idle_timeout:
@@ -82,21 +86,24 @@ def end_reason(record: SessionRecord, settings: SessionSettings, now: float, bin
     return None
 
 
-def is_alive(record: SessionRecord, settings: SessionSettings, now: float) -> bool:
+def is_alive(signed_in: SignedIn, settings: SessionSettings, now: float) -> bool:
     """For listings: not disabled, within the idle and absolute limits (binding is per request)."""
-    return end_reason(record, settings, now, record.binding) is None
+    record = signed_in.session
+    return end_reason(record, signed_in.user, settings, now, record.binding) is None
 
 
 class SessionManager:
     def __init__(
-        self, store: SessionStore, settings: SessionSettings, audit: Audit | None = None, clock: Clock = time.time
+        self, stores: Stores, settings: SessionSettings, audit: Audit | None = None, clock: Clock = time.time
     ) -> None:
-        self._store = store
+        self._stores = stores
+        self._store = stores.sessions
         self._settings = settings
         self._audit = audit
         self._clock = clock
         # The serving gateway starts and stops its writer task (create_app); without it, flush().
-        self.idle_clock = IdleClock(store, remember_for=settings.idle_timeout)
+        self.idle_clock = IdleClock(stores.sessions, remember_for=settings.idle_timeout,
+                                    on_stored=stores.cache.touched)
 
     async def start(self, user: User, client: str, user_agent: str, *, persistent: bool = False) -> str:
         """Create a session for ``user`` and return its id (only ever written into the cookie)."""
@@ -113,50 +120,68 @@ class SessionManager:
         if not session_id or len(session_id) > 64 or not _ID_CHARS.issuperset(session_id):
             return None
         id_hash = hash_session_id(session_id)
-        record = await self._store.get_session(id_hash)
-        if record is None:
+        found = await self._stores.cache.lookup(id_hash)
+        if found is None:
             return None
+        record, user = found.session, found.user
         seen = self.idle_clock.seen(id_hash)
         if seen is not None and seen > record.last_seen:
             # A refresh noted here and not stored yet (or read just before it was): it counts.
             record = replace(record, last_seen=seen)
         now = self._clock()
-        reason = end_reason(record, self._settings, now, binding_for(self._settings.bind, client, user_agent))
+        reason = end_reason(record, user, self._settings, now, binding_for(self._settings.bind, client, user_agent))
         if reason is not None:
-            await self._expire(record, client, reason)
+            await self._expire(record, user, client, reason)
             return None
         if now - record.last_seen >= touch_interval(self._settings.idle_timeout):
             self.idle_clock.note(id_hash, now)
-        principal = Principal(user=record.user_name, roles=frozenset(record.roles), auth_time=record.auth_time)
-        return ActiveSession(id_hash=id_hash, principal=principal, record=record)
+        principal = Principal(user=user.name, roles=frozenset(user.roles), auth_time=record.auth_time)
+        return ActiveSession(id_hash=id_hash, principal=principal, record=record, user=user)
 
-    async def _expire(self, record: SessionRecord, client: str, reason: str) -> None:
+    async def _expire(self, record: SessionRecord, user: User, client: str, reason: str) -> None:
         """Delete a session found dead. The request is refused whether or not the delete succeeds:
         a row left behind is dead all the same, and is deleted when next used or at start."""
         try:
             deleted = await self._store.delete_session(record.id_hash)
-        except Exception as exc:
+        except StoreError as exc:
             log.warning("ended session %s not deleted yet: %s", short_id(record.id_hash), type(exc).__name__)
             return
         if deleted and self._audit is not None:
-            self._audit.record("session.expired", user=record.user_name, client=client,
+            self._audit.record("session.expired", user=user.name, client=client,
                                session=short_id(record.id_hash), reason=reason)
 
-    async def live_sessions(self, user_id: int | None = None) -> list[SessionRecord]:
-        """Sessions that would still be accepted; expired rows are not shown (they die when next used)."""
+    async def _with_users(self, records: list[SessionRecord]) -> tuple[list[SignedIn], list[SessionRecord]]:
+        """Sessions with their users, ordered by user name then creation; and the sessions whose
+        user is gone (dead: their user was deleted)."""
+        users = {user.id: user for user in await self._stores.users.list_users()}
+        known = [SignedIn(r, users[r.user_id]) for r in records if r.user_id in users]
+        known.sort(key=lambda s: (s.user.name.lower(), s.session.created_at, s.session.id_hash))
+        return known, [r for r in records if r.user_id not in users]
+
+    async def live_sessions(self, user_id: int | None = None) -> list[SignedIn]:
+        """Sessions that would still be accepted, with their users; expired rows are not shown
+        (they die when next used)."""
         now = self._clock()
-        return [r for r in await self._store.list_sessions(user_id) if is_alive(r, self._settings, now)]
+        known, _ = await self._with_users(await self._store.list_sessions(user_id))
+        return [s for s in known if is_alive(s, self._settings, now)]
 
     async def count_live(self) -> int:
-        """How many sessions would still be accepted (binding aside): a COUNT, for the metrics gauge."""
+        """How many sessions of enabled users would still be accepted (binding aside), for the
+        metrics gauge: a count per user from the session store, users from the user store."""
         now = self._clock()
-        return await self._store.count_sessions(created_after=now - self._settings.absolute_timeout,
-                                                seen_after=now - self._settings.idle_timeout)
+        counts = await self._store.count_sessions(created_after=now - self._settings.absolute_timeout,
+                                                  seen_after=now - self._settings.idle_timeout)
+        if not counts:
+            return 0
+        enabled = {user.id for user in await self._stores.users.list_users() if not user.disabled}
+        return sum(n for user_id, n in counts.items() if user_id in enabled)
 
     async def purge_expired(self) -> int:
-        """Delete rows past their limits (at start): a quiet gateway otherwise keeps them until used."""
+        """Delete rows past their limits, or whose user is gone (at start): a quiet gateway
+        otherwise keeps them until used."""
         now = self._clock()
-        dead = [r for r in await self._store.list_sessions() if not is_alive(r, self._settings, now)]
+        known, orphans = await self._with_users(await self._store.list_sessions())
+        dead = [s.session for s in known if not is_alive(s, self._settings, now)] + orphans
         for record in dead:
             await self._store.delete_session(record.id_hash)
         return len(dead)

@@ -1,9 +1,10 @@
 """Sign-in throttling: exponential back-off per account, per client address and per known device.
 
-Every attempt is first *reserved* as a failure, atomically with the check (one IMMEDIATE
-transaction, so parallel attempts and several worker processes cannot all slip through before a
-failure is counted); a successful sign-in then gives the reservation back. The check happens before
-the password is looked at, so a throttled attempt gets the same answer whatever the password.
+Every attempt is first *reserved* as a failure, atomically with the check (the rules are data the
+store evaluates in the same step as the reservation: one transaction, so parallel attempts and
+several worker processes cannot all slip through before a failure is counted); a successful
+sign-in then gives the reservation back. The check happens before the password is looked at, so a
+throttled attempt gets the same answer whatever the password.
 
 Lock-out resistance (OWASP "device cookies"): a browser that has signed in as a user before carries
 a signed device cookie for that user; its attempts are counted on that device alone, so an attacker
@@ -20,23 +21,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from gateway.store.base import ThrottleState, ThrottleStore
+from gateway.store.base import THROTTLE_WINDOW, BackOff, ThrottleStore
 
-WINDOW = 3600.0  # a counter is forgotten after an hour without failures
+__all__ = ["ACCOUNT", "ACCOUNT_CEILING", "CLIENT", "DEVICE", "WINDOW", "Attempt", "BackOff", "Throttle", "attempt_for"]
 
-
-@dataclass(frozen=True, slots=True)
-class BackOff:
-    free: int  # failures allowed before any wait
-    base: float  # the first wait, in seconds; doubled for each further failure
-    cap: float  # the longest wait
-
-    def wait(self, state: ThrottleState | None, now: float) -> float:
-        """Seconds to wait before the next attempt may be made (0: go ahead)."""
-        if state is None or now - state.last_failure > WINDOW or state.failures < self.free:
-            return 0.0
-        delay = min(self.cap, self.base * float(2 ** min(state.failures - self.free, 30)))
-        return max(0.0, state.last_failure + delay - now)
+WINDOW = THROTTLE_WINDOW  # a counter is forgotten after an hour without failures
 
 
 ACCOUNT = BackOff(free=3, base=1.0, cap=60.0)
@@ -65,10 +54,6 @@ def attempt_for(user_name: str, client: str, device: str | None) -> Attempt:
     return Attempt({account: ACCOUNT, f"client:{client}": CLIENT})
 
 
-def wait_needed(attempt: Attempt, states: Mapping[str, ThrottleState], now: float) -> float:
-    return max((rule.wait(states.get(key), now) for key, rule in attempt.rules.items()), default=0.0)
-
-
 class Throttle:
     def __init__(self, store: ThrottleStore, clock: Callable[[], float] = time.time) -> None:
         self._store = store
@@ -77,7 +62,7 @@ class Throttle:
     async def reserve(self, attempt: Attempt) -> float:
         """0 and one failure reserved on every counter; or the seconds to wait, and nothing changed."""
         now = self._clock()
-        return await self._store.reserve_attempt(attempt.keys, now, WINDOW, lambda states: wait_needed(attempt, states, now))
+        return await self._store.reserve_attempt(attempt.rules, now, WINDOW)
 
     async def succeeded(self, attempt: Attempt) -> None:
         # The password was right: the reservation was no failure after all.

@@ -12,8 +12,8 @@ from gateway.auth.sessions import printable
 from gateway.cli.common import Column, config_option, fail, human_time, run_with_accounts, table
 from gateway.durations import parse_duration
 from gateway.observe.audit import audit_line
+from gateway.store import Stores
 from gateway.store.base import AuditRecord
-from gateway.store.sqlite import SqliteStore
 
 __all__ = ["audit"]
 
@@ -37,8 +37,8 @@ def audit(ctx: click.Context, user_name: str | None, since: str | None, as_json:
         except ValueError as exc:
             fail(f"--since: {exc}", 2)
 
-    async def action(_: Accounts, store: SqliteStore) -> list[AuditRecord]:
-        return await store.list_audit(user=user_name, since=start, limit=limit)
+    async def action(_: Accounts, stores: Stores) -> list[AuditRecord]:
+        return await stores.audit.list_audit(user=user_name, since=start, limit=limit)
 
     for record in run_with_accounts(ctx, action):
         if as_json:

@@ -14,7 +14,6 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -24,8 +23,7 @@ from gateway.auth.passwords import MAX_LENGTH, Passwords, WeakPassword
 from gateway.clock import format_time
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.observe.audit import Audit, configure_audit_log
-from gateway.store.base import StoreError
-from gateway.store.sqlite import SqliteStore
+from gateway.store import StoreError, Stores, open_stores
 
 __all__ = [
     "CONTEXT",
@@ -35,7 +33,7 @@ __all__ = [
     "explicit_config",
     "fail",
     "human_time",
-    "opened_store",
+    "opened_stores",
     "read_password",
     "run_with_accounts",
     "settings_from",
@@ -94,14 +92,15 @@ def settings_from(ctx: click.Context, *, require_secret: bool = False) -> Settin
 
 
 @asynccontextmanager
-async def opened_store(path: Path) -> AsyncIterator[SqliteStore]:
-    """The store, open for the length of one command (creating and migrating it if needed)."""
-    store = SqliteStore(path)
-    await store.open()
+async def opened_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """The stores the settings name, open for the length of one command (creating and migrating
+    them if needed). A change made through them is in force in a running gateway when they return."""
+    stores = open_stores(settings.store)
+    await stores.open()
     try:
-        yield store
+        yield stores
     finally:
-        await store.close()
+        await stores.close()
 
 
 def _operator() -> str:
@@ -113,16 +112,16 @@ def _operator() -> str:
 
 async def with_accounts(
     settings: Settings,
-    action: Callable[[Accounts, SqliteStore], Awaitable[T]],
+    action: Callable[[Accounts, Stores], Awaitable[T]],
     audit: Callable[[T], tuple[str, dict[str, Any]]] | None = None,
 ) -> T:
-    """Run ``action`` against the open store; on success record the audit event ``audit(result)`` names."""
-    async with opened_store(settings.store.path) as store:
-        result = await action(Accounts(store, Passwords(settings.passwords)), store)
+    """Run ``action`` against the open stores; on success record the audit event ``audit(result)`` names."""
+    async with opened_stores(settings) as stores:
+        result = await action(Accounts(stores, Passwords(settings.passwords)), stores)
         if audit is not None:
             event, fields = audit(result)
             configure_audit_log()  # the same JSON line as the gateway's, on this command's stderr
-            trail = Audit(store)
+            trail = Audit(stores.audit)
             trail.record(event, by="cli", operator=_operator(), **fields)
             await trail.flush()
         return result
@@ -130,7 +129,7 @@ async def with_accounts(
 
 def run_with_accounts(
     ctx: click.Context,
-    action: Callable[[Accounts, SqliteStore], Awaitable[T]],
+    action: Callable[[Accounts, Stores], Awaitable[T]],
     audit: Callable[[T], tuple[str, dict[str, Any]]] | None = None,
 ) -> T:
     """``with_accounts`` for a command: a refused change or a store failure is one line and exit 1."""

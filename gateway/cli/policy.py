@@ -16,7 +16,7 @@ from gateway.cli.common import (
     exit_with_problems,
     explicit_config,
     fail,
-    opened_store,
+    opened_stores,
     run_with_accounts,
     valid_roles,
 )
@@ -57,8 +57,8 @@ def _held_roles(settings: Settings | None) -> set[str] | None:
         return None
 
     async def read() -> set[str]:
-        async with opened_store(settings.store.path) as store:
-            return {role for user in await store.list_users() for role in user.roles}
+        async with opened_stores(settings) as stores:
+            return {role for user in await stores.users.list_users() for role in user.roles}
 
     try:
         return asyncio.run(read())
@@ -132,7 +132,7 @@ def policy_explain(ctx: click.Context, method: str, path: str, user_name: str | 
     elif user_name:
         if settings is None:
             fail("--user needs the config file to find the user store", 2)
-        found = run_with_accounts(ctx, lambda _, store: store.get_user(user_name))
+        found = run_with_accounts(ctx, lambda _, stores: stores.users.get_user(user_name))
         if found is None:
             fail(f"no user named {user_name!r}")
         if found.disabled:

@@ -35,8 +35,9 @@ POLICY_FILE = "main.yaml"
 # The folders init makes are the settings' own defaults: store.path and policy.dir.
 POLICY_FOLDER = SCHEMA[("policy", "dir")].default
 STORE_FOLDER, _, STORE_FILE = SCHEMA[("store", "path")].default.rpartition("/")
-# SQLite's companions of the store file: any of them left over would be read as part of a store.
-STORE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+# SQLite's companions of the store file (any of them left over would be read as part of a store),
+# and the store's change counter (store/feed.py).
+STORE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-changes")
 DEFAULT_ADMIN = "admin"
 
 

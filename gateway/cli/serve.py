@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from gateway.cli.common import config_option, exit_with_problems, fail, opened_store, settings_from
+from gateway.cli.common import config_option, exit_with_problems, fail, opened_stores, settings_from
 from gateway.policy import PolicyError, load_policy
 from gateway.store.base import StoreError
 
@@ -27,13 +27,15 @@ def serve(ctx: click.Context) -> None:
     async def preflight() -> None:
         # Fail here with one line, not later inside the server's start-up with a traceback. This
         # also migrates the store once, before any worker process opens it.
-        async with opened_store(settings.store.path):
+        async with opened_stores(settings):
             pass
 
     try:
         asyncio.run(preflight())
     except StoreError as exc:
-        fail(f"store.path: {exc}")
+        urls = {settings.store.users, settings.store.sessions}
+        keys = "store.path" if urls == {f"sqlite:///{settings.store.path}"} else "store.users/store.sessions"
+        fail(f"{keys}: {exc}")
 
     try:
         # Checked here, once, where a bad policy is one clear line (a worker would crash on it).

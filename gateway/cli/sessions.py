@@ -10,8 +10,7 @@ import click
 from gateway.auth.accounts import Accounts
 from gateway.auth.sessions import SessionManager, printable, short_id
 from gateway.cli.common import CONTEXT, Column, config_option, fail, human_time, run_with_accounts, settings_from, table
-from gateway.store.base import SessionRecord, StoreError
-from gateway.store.sqlite import SqliteStore
+from gateway.store import SignedIn, StoreError, Stores
 
 __all__ = ["sessions"]
 
@@ -35,14 +34,15 @@ def sessions_list(ctx: click.Context, user_name: str | None) -> None:
 
     settings = settings_from(ctx)
 
-    async def action(accounts: Accounts, store: SqliteStore) -> list[SessionRecord]:
-        manager = SessionManager(store, settings.session)
+    async def action(accounts: Accounts, stores: Stores) -> list[SignedIn]:
+        manager = SessionManager(stores, settings.session)
         if user_name is None:
             return await manager.live_sessions()
         return await manager.live_sessions((await accounts.require(user_name)).id)
 
-    rows = [(short_id(row.id_hash), row.user_name, human_time(row.created_at), human_time(row.last_seen),
-             printable(row.client), printable(row.user_agent[:60])) for row in run_with_accounts(ctx, action)]
+    rows = [(short_id(row.session.id_hash), row.user.name, human_time(row.session.created_at),
+             human_time(row.session.last_seen), printable(row.session.client), printable(row.session.user_agent[:60]))
+            for row in run_with_accounts(ctx, action)]
     for line in table(_SESSION_COLUMNS, rows):
         click.echo(line)
 
@@ -58,17 +58,19 @@ def sessions_revoke(ctx: click.Context, session_id: str | None, user_name: str |
     if sum(bool(x) for x in (session_id, user_name, everything)) != 1:
         fail("give exactly one of ID, --user NAME or --all", 2)
 
-    async def action(accounts: Accounts, store: SqliteStore) -> int:
+    async def action(accounts: Accounts, stores: Stores) -> int:
         if everything:
-            return await store.delete_all_sessions()
+            return await stores.sessions.delete_all_sessions()
         if user_name is not None:
-            return await store.delete_user_sessions((await accounts.require(user_name)).id)
+            return await stores.sessions.delete_user_sessions((await accounts.require(user_name)).id)
         assert session_id is not None
-        found = await store.find_sessions(session_id.lower()) if len(session_id) >= 6 else []
+        found = await stores.sessions.find_sessions(session_id.lower()) if len(session_id) >= 6 else []
         if len(found) != 1:
             raise StoreError(f"no session with id {session_id!r}" if not found else f"id {session_id!r} is ambiguous")
-        await store.delete_session(found[0].id_hash)
-        owner.append(found[0].user_name)
+        await stores.sessions.delete_session(found[0].id_hash)
+        user = await stores.users.get_user_by_id(found[0].user_id)
+        if user is not None:
+            owner.append(user.name)
         return 1
 
     owner: list[str] = []

@@ -19,7 +19,7 @@ from gateway.cli.common import (
     valid_name,
     valid_roles,
 )
-from gateway.store.sqlite import SqliteStore
+from gateway.store import Stores
 
 __all__ = ["users"]
 
@@ -58,8 +58,8 @@ _USER_COLUMNS = (Column("NAME", 24), Column("STATE", 9), Column("CREATED", 20), 
 def users_list(ctx: click.Context) -> None:
     """List users, their roles and state."""
 
-    async def action(_: Accounts, store: SqliteStore) -> list[Any]:
-        return await store.list_users()
+    async def action(_: Accounts, stores: Stores) -> list[Any]:
+        return await stores.users.list_users()
 
     rows = [(user.name, "disabled" if user.disabled else "active", human_time(user.created_at), ",".join(user.roles))
             for user in run_with_accounts(ctx, action)]
@@ -75,7 +75,7 @@ def users_list(ctx: click.Context) -> None:
 def users_set_password(ctx: click.Context, name: str, password_stdin: bool) -> None:
     """Change NAME's password; ends NAME's sessions."""
     password = read_password(password_stdin)
-    async def change(accounts: Accounts, _: SqliteStore) -> int:
+    async def change(accounts: Accounts, _: Stores) -> int:
         return (await accounts.set_password(name, password)).sessions_ended
 
     ended = run_with_accounts(ctx, change, lambda n: ("user.password_changed", {"user": name, "sessions_ended": n}))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from gateway.config.credentials import SECRET_ENV, read_secret_key, tls_files
+from gateway.config.parsers import SQLITE_URL
 from gateway.config.schema import FORBIDDEN_IN_FILE, SCHEMA
 from gateway.config.settings import (
     HeaderSettings,
@@ -138,12 +139,14 @@ def load_settings(
         keys = {f.name for f in fields(cast(Any, cls)) if f.init and (name, f.name) in parsed} - given.keys()
         return cls(**{key: parsed[(name, key)] for key in keys}, **given)
 
+    store_path = base / parsed[("store", "path")]
     return Settings(
         config_file=path.resolve(),
         server=section_of(ServerSettings, "server", secret_key=secret, certfile=certfile, keyfile=keyfile),
         upstream=section_of(UpstreamSettings, "upstream"),
         session=section_of(SessionSettings, "session"),
-        store=StoreSettings(path=base / parsed[("store", "path")]),
+        store=StoreSettings(path=store_path, users=_store_url(parsed[("store", "users")], base, store_path),
+                            sessions=_store_url(parsed[("store", "sessions")], base, store_path)),
         policy=section_of(PolicySettings, "policy", dir=base / parsed[("policy", "dir")]),
         headers=section_of(HeaderSettings, "headers"),
         passwords=section_of(PasswordSettings, "passwords"),
@@ -153,6 +156,15 @@ def load_settings(
         metrics=section_of(MetricsSettings, "metrics"),
         proxy=section_of(ProxySettings, "proxy"),
     )
+
+
+def _store_url(url: str | None, base: Path, store_path: Path) -> str:
+    """A checked store URL with a relative sqlite:/// path made absolute; not set: the store.path file."""
+    if url is None:
+        return SQLITE_URL + str(store_path)
+    if url.startswith(SQLITE_URL):
+        return SQLITE_URL + str(base / url[len(SQLITE_URL):])
+    return url
 
 
 def _cross_checks(parsed: Mapping[tuple[str, str], Any], origin: Mapping[tuple[str, str], str], path: Path) -> list[str]:

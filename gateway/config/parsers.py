@@ -19,6 +19,7 @@ from gateway.durations import parse_duration
 __all__ = [
     "MAX_AUTO_WORKERS",
     "MAX_LOGO_URL",
+    "SQLITE_URL",
     "Network",
     "Parser",
     "boolean",
@@ -37,6 +38,7 @@ __all__ = [
     "origin",
     "seconds",
     "size_in",
+    "store_url",
     "string",
     "strip_headers",
     "text",
@@ -82,6 +84,27 @@ def optional_string(value: Any) -> str | None:
     if value is None or value == "":
         return None
     return string(value)
+
+
+SQLITE_URL = "sqlite:///"
+# Schemes a later release opens (PostgreSQL users, Redis sessions): named in the error.
+LATER_STORE_SCHEMES = ("postgresql", "postgres", "redis", "rediss")
+
+
+def store_url(value: Any) -> str | None:
+    """A store URL, checked as far as can be without opening it: only ``sqlite:///PATH`` in this
+    release (a relative PATH is relative to the config file's folder, ``sqlite:////abs`` absolute)."""
+    text = optional_string(value)
+    if text is None:
+        return None
+    if text.startswith(SQLITE_URL):
+        if len(text) == len(SQLITE_URL) or "?" in text or "#" in text:
+            raise ValueError(f"{text!r}: expected sqlite:///PATH (a file, without ?options)")
+        return text
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in LATER_STORE_SCHEMES:
+        raise ValueError(f"{scheme}:// stores are not available yet in this release: use sqlite:///PATH")
+    raise ValueError(f"{text!r}: not a store URL: expected sqlite:///PATH")
 
 
 def duration(value: Any) -> int:

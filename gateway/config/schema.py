@@ -132,6 +132,11 @@ KEYS: tuple[Key, ...] = (
 
     Key("store", "path", p.string, "var/gateway.db", init=True,
         help="Users, sessions and the audit trail (SQLite). Keep it on persistent storage; back it up."),
+    Key("store", "users", p.store_url, None, example="sqlite:///var/gateway.db",
+        help='Where users and the audit trail live, as a URL (default: the file at path above).\n'
+             'sqlite:///PATH is relative to this file\'s folder; sqlite:////PATH is absolute.'),
+    Key("store", "sessions", p.store_url, None, example="sqlite:///var/gateway.db",
+        help="Where sessions and sign-in throttle counters live, as a URL (default: the file at path above)."),
 
     Key("policy", "dir", p.string, "policies", init=True,
         help="Every *.yaml file in this folder; edits take effect within 2 seconds. Check: gateway policy check"),

@@ -112,6 +112,10 @@ class SessionSettings:
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     path: Path  # store.path, resolved against the config file's folder
+    # store.users and store.sessions as URLs, a sqlite:/// path made absolute; either one not set
+    # is the file at ``path`` (so with neither, one file holds everything, as before the URLs).
+    users: str
+    sessions: str
 
 
 @dataclass(frozen=True, slots=True)

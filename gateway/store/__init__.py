@@ -1,6 +1,35 @@
-"""Where state lives: the store Protocols (base.py), the session cache, and the SQLite store."""
+"""Where state lives: the store Protocols (base.py), the change feed (feed.py), the session cache
+(cache.py), stores opened from URLs (stores.py), and the SQLite store."""
 
-from gateway.store.base import Store, StoreError, StoreUnavailable
-from gateway.store.sqlite import SqliteStore
+from gateway.store.base import (
+    AuditRecord,
+    BackOff,
+    ChangeFeed,
+    DuplicateUser,
+    SessionRecord,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UnknownUser,
+    User,
+)
+from gateway.store.cache import SessionCache, SignedIn
+from gateway.store.stores import Stores, open_store, open_stores
 
-__all__ = ["SqliteStore", "Store", "StoreError", "StoreUnavailable"]
+__all__ = [
+    "AuditRecord",
+    "BackOff",
+    "ChangeFeed",
+    "DuplicateUser",
+    "SessionCache",
+    "SessionRecord",
+    "SignedIn",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Stores",
+    "UnknownUser",
+    "User",
+    "open_store",
+    "open_stores",
+]

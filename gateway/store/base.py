@@ -1,14 +1,23 @@
-"""What the gateway needs from a store, as Protocols; SQLite implements them today.
+"""What the gateway needs from a store, as Protocols each backend can implement alone.
+
+Users (with the audit trail) and sessions (with the throttle counters) are separate Protocols, so
+a session store (SQLite today, later Redis) and a user store (SQLite today, later PostgreSQL) can be
+different backends. A session record holds its user's id, never a copy of the user: whether a
+session is alive depends on the user's state now (roles, disabled, password change time), which
+comes from the user store (through the session cache, store/cache.py).
 
 Records are plain frozen data. Session ids never reach the store: it only sees their SHA-256,
-so a copy of the database cannot be replayed as cookies.
+so a copy of the database cannot be replayed as cookies. Every backend translates its own
+exceptions at its edge: callers only ever see ``StoreError`` (and its subclasses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+THROTTLE_WINDOW = 3600.0  # a throttle counter is forgotten after this long without failures
 
 
 class StoreError(Exception):
@@ -17,7 +26,7 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The store could not be read or written now (another process held its lock too long, the
-    file is gone): a request that needs it is answered 503, never guessed."""
+    file is gone, the server is down): a request that needs it is answered 503, never guessed."""
 
 
 class DuplicateUser(StoreError):
@@ -36,17 +45,15 @@ class User:
     roles: tuple[str, ...]  # sorted
     disabled: bool
     created_at: float
+    password_changed_at: float = 0.0  # sessions signed in before it are dead (0: never changed)
 
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
-    """A live session row joined with the current state of its user."""
+    """A session as the session store keeps it: whose it is (a user id), never the user's state."""
 
     id_hash: str
     user_id: int
-    user_name: str
-    roles: tuple[str, ...]
-    user_disabled: bool
     created_at: float
     auth_time: float  # when the password was last entered for this session
     last_seen: float
@@ -71,13 +78,46 @@ class ThrottleState:
     last_failure: float
 
 
+@dataclass(frozen=True, slots=True)
+class BackOff:
+    """One throttle counter's rule, as data: every store evaluates it the same way (SQL stores in the
+    transaction that reserves the attempt; a Redis store would in its script)."""
+
+    free: int  # failures allowed before any wait
+    base: float  # the first wait, in seconds; doubled for each further failure
+    cap: float  # the longest wait
+
+    def wait(self, state: ThrottleState | None, now: float, window: float = THROTTLE_WINDOW) -> float:
+        """Seconds to wait before the next attempt may be made (0: go ahead)."""
+        if state is None or now - state.last_failure > window or state.failures < self.free:
+            return 0.0
+        delay = min(self.cap, self.base * float(2 ** min(state.failures - self.free, 30)))
+        return max(0.0, state.last_failure + delay - now)
+
+
+def wait_needed(rules: Mapping[str, BackOff], states: Mapping[str, ThrottleState], now: float,
+                window: float = THROTTLE_WINDOW) -> float:
+    """The longest wait any counter's rule asks for (0: the attempt may go ahead)."""
+    return max((rule.wait(states.get(key), now, window) for key, rule in rules.items()), default=0.0)
+
+
+class Lifecycle(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> bool: ...
+
+
 class UserStore(Protocol):
     async def add_user(self, name: str, password_hash: str, roles: tuple[str, ...], now: float) -> User: ...
     async def get_user(self, name: str) -> User | None: ...
+    async def get_user_by_id(self, user_id: int) -> User | None: ...
     async def list_users(self) -> list[User]: ...
-    async def set_password_hash(self, name: str, password_hash: str) -> None: ...
+    # ``changed_at``: a password change (sessions signed in before it end); None: the same password
+    # re-hashed (stronger parameters), which ends nothing.
+    async def set_password_hash(self, name: str, password_hash: str, *, changed_at: float | None = None) -> None: ...
     async def set_roles(self, name: str, roles: tuple[str, ...]) -> None: ...
     async def set_disabled(self, name: str, disabled: bool) -> None: ...
+    # Only the user: the caller tells the session store (Accounts.delete), no cascade is assumed.
     async def delete_user(self, name: str) -> None: ...
 
 
@@ -89,8 +129,8 @@ class SessionStore(Protocol):
     async def get_session(self, id_hash: str) -> SessionRecord | None: ...
     async def list_sessions(self, user_id: int | None = None) -> list[SessionRecord]: ...
     async def find_sessions(self, id_prefix: str) -> list[SessionRecord]: ...
-    # Sessions of enabled users created and last seen no earlier than given: one cheap query (metrics).
-    async def count_sessions(self, *, created_after: float, seen_after: float) -> int: ...
+    # Sessions created and last seen no earlier than given, per user id: one cheap query (metrics).
+    async def count_sessions(self, *, created_after: float, seen_after: float) -> dict[int, int]: ...
     async def touch_session(self, id_hash: str, now: float) -> None: ...
     # Idle-clock refreshes, many sessions in one write; last_seen never moves back.
     async def touch_sessions(self, seen: Mapping[str, float]) -> None: ...
@@ -109,14 +149,41 @@ class AuditStore(Protocol):
 class ThrottleStore(Protocol):
     async def get_throttle(self, keys: list[str]) -> dict[str, ThrottleState]: ...
     async def record_failure(self, keys: list[str], now: float, window: float) -> None: ...
-    async def reserve_attempt(
-        self, keys: list[str], now: float, window: float, wait: Callable[[dict[str, ThrottleState]], float]
-    ) -> float: ...
+    # The check and the reservation in one atomic step: 0 and one failure counted on every key, or
+    # the seconds to wait (``wait_needed`` over ``rules``) and nothing changed.
+    async def reserve_attempt(self, rules: Mapping[str, BackOff], now: float, window: float) -> float: ...
     async def release_attempt(self, keys: list[str]) -> None: ...
     async def clear_throttle(self, keys: list[str]) -> None: ...
 
 
-class Store(UserStore, SessionStore, AuditStore, ThrottleStore, Protocol):
+class ChangeFeed(Protocol):
+    """How every process learns that users or sessions changed, so no cached row outlives a change.
+
+    ``mark()`` is read on every request and must cost next to nothing (no I/O): it changes after
+    every committed change to users or sessions made by any process that shares the stores (and
+    never returns to an earlier value). None: the feed cannot vouch for anything now (its connection
+    is stale), and nothing may be served from a cache. ``publish()`` announces a committed change;
+    it returns once every process's next ``mark()`` shows it."""
+
+    def mark(self) -> int | None: ...
+    async def publish(self) -> None: ...
     async def open(self) -> None: ...
     async def close(self) -> None: ...
-    async def ping(self) -> bool: ...
+
+
+class UserBackend(UserStore, AuditStore, Lifecycle, Protocol):
+    """What a ``[store] users`` URL opens: the users and the audit trail, and the feed its
+    changes are published on (opened and closed with it)."""
+
+    feed: ChangeFeed
+
+
+class SessionBackend(SessionStore, ThrottleStore, Lifecycle, Protocol):
+    """What a ``[store] sessions`` URL opens: the sessions and the sign-in throttle counters, and
+    the feed its changes are published on (opened and closed with it)."""
+
+    feed: ChangeFeed
+
+
+class Store(UserBackend, SessionBackend, Protocol):
+    """A backend that holds everything (SQLite: one file for both URLs)."""

@@ -12,13 +12,14 @@ thread):
   connection, a lookup half-way through its rows kept a read transaction open under the next task's
   write, which SQLite then refused at once with `database is locked` (issues 10 and 11).
 
-With ``session_cache_ttl`` > 0 (the serving gateway), session lookups are answered from an in-process
-``SessionCache``: local writes to users and sessions invalidate it at once, and a background task polls
-a change counter every ``POLL_INTERVAL`` to invalidate it for other processes' writes (the CLI, other
-workers). The counter is bumped by triggers, in the same transaction as the change, on every write to
-``users`` and every session write except the idle clock's: so the audit trail, the throttle counters
-and last_seen updates (which other workers make all the time) never empty the cache, while a
-revocation from any process, of any version of this code, always does.
+After each committed change to users or sessions (the idle clock's last_seen refreshes aside), the
+store publishes it on its change feed (store/feed.py: a shared counter beside the file), before the
+call returns: every process's session cache (store/cache.py) sees it on its next lookup. The audit
+trail, the throttle counters and last_seen refreshes (which other workers write all the time) never
+empty the caches. (The ``changes`` table and its triggers, from the releases that polled it, are
+still kept up to date, so those releases still notice this one's writes.)
+
+Every sqlite3 or aiosqlite exception is translated here: callers only ever see ``StoreError``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ import aiosqlite
 
 from gateway.store.base import (
     AuditRecord,
+    BackOff,
+    ChangeFeed,
     DuplicateUser,
     SessionRecord,
     StoreError,
@@ -44,11 +47,11 @@ from gateway.store.base import (
     ThrottleState,
     UnknownUser,
     User,
+    wait_needed,
 )
-from gateway.store.cache import SessionCache
+from gateway.store.feed import SharedCounter, counter_path
 
-SCHEMA_VERSION = 3
-POLL_INTERVAL = 0.1  # seconds between change-counter polls while a session cache is on
+SCHEMA_VERSION = 4
 # How long a statement waits for another process's lock before giving up. Write transactions are
 # a few statements long (the longest, a batch of idle-clock refreshes), so a wait this long means
 # something is wrong: the request then gets 503, not a hang.
@@ -59,16 +62,18 @@ log = logging.getLogger("gateway.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a stray session can never name a new user
     name TEXT NOT NULL UNIQUE COLLATE NOCASE,
     password_hash TEXT NOT NULL,
     roles TEXT NOT NULL DEFAULT '',
     disabled INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    password_changed_at REAL NOT NULL DEFAULT 0
 );
+-- No foreign key to users: the session side may live elsewhere, and is told of a user's deletion.
 CREATE TABLE IF NOT EXISTS sessions (
     id_hash TEXT PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL,
     created_at REAL NOT NULL,
     auth_time REAL NOT NULL,
     last_seen REAL NOT NULL,
@@ -108,12 +113,17 @@ CREATE TABLE IF NOT EXISTS throttle (
 );
 """
 
-# Steps from each older schema version; CREATE ... IF NOT EXISTS above covers new tables.
+# Steps from each older schema version (each applies the later ones too); CREATE ... IF NOT EXISTS
+# above covers new tables. (Older files keep their ON DELETE CASCADE: harmless, nothing relies on it.)
+_PASSWORD_CHANGED = "ALTER TABLE users ADD COLUMN password_changed_at REAL NOT NULL DEFAULT 0"
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
         "ALTER TABLE sessions ADD COLUMN persistent INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE sessions ADD COLUMN binding TEXT NOT NULL DEFAULT ''",
+        _PASSWORD_CHANGED,
     ],
+    2: [_PASSWORD_CHANGED],
+    3: [_PASSWORD_CHANGED],
 }
 # A counter whose last failure is older than the window starts again from one.
 _RECORD_FAILURE = (
@@ -121,12 +131,8 @@ _RECORD_FAILURE = (
     " failures = CASE WHEN ? - last_failure > ? THEN 1 ELSE failures + 1 END, last_failure = ?"
 )
 _TOUCH = "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?"  # never moves the clock back
-_SESSION_COLUMNS = (
-    "s.id_hash, u.id, u.name, u.roles, u.disabled, s.created_at, s.auth_time, s.last_seen, s.client, s.user_agent,"
-    " s.persistent, s.binding"
-)
-
-_USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at"
+_SESSION_COLUMNS = "id_hash, user_id, created_at, auth_time, last_seen, client, user_agent, persistent, binding"
+_USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at, password_changed_at"
 
 
 def _statements(script: str) -> list[str]:
@@ -146,6 +152,10 @@ def _statements(script: str) -> list[str]:
 _SCHEMA_STATEMENTS = _statements(_SCHEMA)
 
 
+class _Conflict(StoreError):
+    """A constraint refused the write (a duplicate name): the caller says which."""
+
+
 def _busy(exc: sqlite3.Error) -> bool:
     """Another connection holds a lock SQLite would not wait for (SQLITE_BUSY or an extended code of it)."""
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
@@ -161,16 +171,13 @@ def _session(row: Any) -> SessionRecord:
     return SessionRecord(
         id_hash=str(row[0]),
         user_id=int(row[1]),
-        user_name=str(row[2]),
-        roles=_roles(row[3]),
-        user_disabled=bool(row[4]),
-        created_at=float(row[5]),
-        auth_time=float(row[6]),
-        last_seen=float(row[7]),
-        client=str(row[8]),
-        user_agent=str(row[9]),
-        persistent=bool(row[10]),
-        binding=str(row[11]),
+        created_at=float(row[2]),
+        auth_time=float(row[3]),
+        last_seen=float(row[4]),
+        client=str(row[5]),
+        user_agent=str(row[6]),
+        persistent=bool(row[7]),
+        binding=str(row[8]),
     )
 
 
@@ -182,18 +189,21 @@ def _user(row: Any) -> User:
         roles=_roles(row[3]),
         disabled=bool(row[4]),
         created_at=float(row[5]),
+        password_changed_at=float(row[6]),
     )
 
 
 class SqliteStore:
-    def __init__(self, path: Path, *, session_cache_ttl: float = 0.0) -> None:
+    """Users, sessions, the audit trail and the throttle counters in one SQLite file. ``feed``: where
+    committed changes to users and sessions are published; by default the shared counter beside the
+    file, so that no process writing to it can forget to tell the others."""
+
+    def __init__(self, path: Path, *, feed: ChangeFeed | None = None) -> None:
         self._path = path
+        self.feed: ChangeFeed = feed if feed is not None else SharedCounter(counter_path(path))
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
-        self._cache = SessionCache(session_cache_ttl) if session_cache_ttl > 0 else None
-        self._poller: asyncio.Task[None] | None = None
-        self._seen_changes = 0
 
     async def _connect(self) -> aiosqlite.Connection:
         # The busy timeout is given to connect() so that it already holds for the first PRAGMA
@@ -244,10 +254,8 @@ class SqliteStore:
                 for statement in _SCHEMA_STATEMENTS:
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            if self._cache is not None:
-                self._seen_changes = await self._change_count()
-                self._poller = asyncio.create_task(self._watch_other_writers())
-        except (OSError, sqlite3.Error, StoreError) as exc:
+            await self.feed.open()
+        except (OSError, sqlite3.Error, ValueError, StoreError) as exc:
             await self.close()
             raise StoreError(f"{self._path}: cannot open the store: {exc}") from exc
 
@@ -257,67 +265,45 @@ class SqliteStore:
         error; ``StoreUnavailable`` when another process held the lock past the busy timeout."""
         async with self._write_lock:
             if self._writer is None:
-                raise StoreError("store is not open")
+                raise StoreUnavailable("store is not open")
             db = self._writer
             try:
                 try:
                     await db.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as exc:
                     raise StoreUnavailable(f"the store is busy: {exc}") from exc
-                yield db
-                await db.execute("COMMIT")
+                try:
+                    yield db
+                    await db.execute("COMMIT")
+                except sqlite3.IntegrityError as exc:
+                    raise _Conflict(str(exc)) from exc
+                except (sqlite3.Error, ValueError) as exc:  # ValueError: aiosqlite's closed connection
+                    raise StoreUnavailable(f"the store cannot be written: {exc}") from exc
             except BaseException:
                 # Also when cancelled while BEGIN waited for the lock: the connection's thread
                 # still runs it, and the transaction would then hold every process's write lock.
                 # The ROLLBACK is queued after it; shielded, so a second cancellation cannot stop
                 # it. ("no transaction is active" when BEGIN itself failed: nothing to undo.)
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(sqlite3.Error, ValueError):
                     await asyncio.shield(db.execute("ROLLBACK"))
                 raise
 
     async def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Every row of one query, fetched in one step on the reader connection."""
         if self._reader is None:
-            raise StoreError("store is not open")
+            raise StoreUnavailable("store is not open")
         try:
             return list(await self._reader.execute_fetchall(sql, params))
-        except sqlite3.OperationalError as exc:
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: aiosqlite's closed connection
             raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
 
-    async def _change_count(self) -> int:
-        rows = await self._read("SELECT n FROM changes WHERE id = 1")
-        return int(rows[0][0]) if rows else 0
-
-    async def _watch_other_writers(self) -> None:
-        while True:
-            await asyncio.sleep(POLL_INTERVAL)
-            try:
-                await self.check_other_writers()
-            except Exception as exc:  # the cache's TTL still bounds staleness; keep trying
-                if self._cache is not None:
-                    self._cache.invalidate()
-                log.warning("store change poll failed: %s", type(exc).__name__)
-
-    async def check_other_writers(self) -> bool:
-        """Empty the session cache if anyone changed a user or a session since the last look."""
-        count = await self._change_count()
-        if count == self._seen_changes or self._cache is None:
-            return False
-        self._seen_changes = count
-        self._cache.invalidate()
-        return True
-
-    def _changed(self) -> None:
-        """A local write to users or sessions, committed: no cached row may outlive it."""
-        if self._cache is not None:
-            self._cache.invalidate()
+    async def _changed(self) -> None:
+        """A write to users or sessions is committed: every process's cache must hear of it before
+        the caller goes on (a sign-out, a revocation is then in force everywhere)."""
+        await self.feed.publish()
 
     async def close(self) -> None:
-        if self._poller is not None:
-            poller, self._poller = self._poller, None
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller  # before the connection closes under it
+        await self.feed.close()
         # aiosqlite's thread is non-daemon since 0.22: an unclosed connection hangs process exit.
         for name in ("_reader", "_writer"):
             db = getattr(self, name)
@@ -328,7 +314,7 @@ class SqliteStore:
     async def ping(self) -> bool:
         try:
             return bool(await self._read("SELECT 1"))
-        except (StoreError, sqlite3.Error, ValueError):
+        except StoreError:
             return False
 
     # --- users
@@ -340,13 +326,18 @@ class SqliteStore:
                     "INSERT INTO users (name, password_hash, roles, created_at) VALUES (?, ?, ?, ?)",
                     (name, password_hash, ",".join(sorted(roles)), now),
                 )
-        except sqlite3.IntegrityError:
+        except _Conflict:
             raise DuplicateUser(f"user {name!r} already exists") from None
+        await self._changed()
         assert cursor.lastrowid is not None
         return User(cursor.lastrowid, name, password_hash, tuple(sorted(roles)), False, now)
 
     async def get_user(self, name: str) -> User | None:
         rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,))
+        return _user(rows[0]) if rows else None
+
+    async def get_user_by_id(self, user_id: int) -> User | None:
+        rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
         return _user(rows[0]) if rows else None
 
     async def list_users(self) -> list[User]:
@@ -355,12 +346,16 @@ class SqliteStore:
     async def _update_user(self, name: str, sql: str, *params: object) -> None:
         async with self._transaction() as db:
             cursor = await db.execute(sql, (*params, name))
-        self._changed()
+        await self._changed()
         if cursor.rowcount == 0:
             raise UnknownUser(f"no user named {name!r}")
 
-    async def set_password_hash(self, name: str, password_hash: str) -> None:
-        await self._update_user(name, "UPDATE users SET password_hash = ? WHERE name = ?", password_hash)
+    async def set_password_hash(self, name: str, password_hash: str, *, changed_at: float | None = None) -> None:
+        if changed_at is None:
+            await self._update_user(name, "UPDATE users SET password_hash = ? WHERE name = ?", password_hash)
+        else:
+            await self._update_user(name, "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE name = ?",
+                                    password_hash, changed_at)
 
     async def set_roles(self, name: str, roles: tuple[str, ...]) -> None:
         await self._update_user(name, "UPDATE users SET roles = ? WHERE name = ?", ",".join(sorted(roles)))
@@ -369,7 +364,7 @@ class SqliteStore:
         await self._update_user(name, "UPDATE users SET disabled = ? WHERE name = ?", int(disabled))
 
     async def delete_user(self, name: str) -> None:
-        # ON DELETE CASCADE removes the user's sessions in the same statement.
+        # Only the user: its sessions are the session store's (Accounts.delete ends them).
         await self._update_user(name, "DELETE FROM users WHERE name = ?")
 
     # --- sessions
@@ -384,43 +379,32 @@ class SqliteStore:
                 " persistent, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (id_hash, user_id, now, now, now, client, user_agent, int(persistent), binding),
             )
-        self._changed()
+        await self._changed()
 
     async def _sessions(self, where: str, params: tuple[object, ...]) -> list[SessionRecord]:
-        rows = await self._read(f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id {where}",
-                                params)
+        rows = await self._read(f"SELECT {_SESSION_COLUMNS} FROM sessions {where}", params)
         return [_session(row) for row in rows]
 
     async def get_session(self, id_hash: str) -> SessionRecord | None:
-        cache = self._cache
-        if cache is None:
-            found = await self._sessions("WHERE s.id_hash = ?", (id_hash,))
-            return found[0] if found else None
-        hit, record = cache.get(id_hash, time.monotonic())
-        if hit:
-            return record
-        generation, read_at = cache.generation, time.monotonic()
-        found = await self._sessions("WHERE s.id_hash = ?", (id_hash,))
-        record = found[0] if found else None
-        cache.put(id_hash, record, generation, read_at)
-        return record
+        found = await self._sessions("WHERE id_hash = ?", (id_hash,))
+        return found[0] if found else None
 
     async def list_sessions(self, user_id: int | None = None) -> list[SessionRecord]:
         if user_id is None:
-            return await self._sessions("ORDER BY u.name, s.created_at", ())
-        return await self._sessions("WHERE s.user_id = ? ORDER BY s.created_at", (user_id,))
+            return await self._sessions("ORDER BY created_at, id_hash", ())
+        return await self._sessions("WHERE user_id = ? ORDER BY created_at, id_hash", (user_id,))
 
-    async def count_sessions(self, *, created_after: float, seen_after: float) -> int:
+    async def count_sessions(self, *, created_after: float, seen_after: float) -> dict[int, int]:
         rows = await self._read(
-            "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE u.disabled = 0 AND s.created_at >= ? AND s.last_seen >= ?", (created_after, seen_after)
+            "SELECT user_id, COUNT(*) FROM sessions WHERE created_at >= ? AND last_seen >= ? GROUP BY user_id",
+            (created_after, seen_after),
         )
-        return int(rows[0][0]) if rows else 0
+        return {int(row[0]): int(row[1]) for row in rows}
 
     async def find_sessions(self, id_prefix: str) -> list[SessionRecord]:
         if not id_prefix or not all(c in "0123456789abcdef" for c in id_prefix):
             return []
-        return await self._sessions("WHERE s.id_hash >= ? AND s.id_hash < ?", (id_prefix, id_prefix + "g"))
+        return await self._sessions("WHERE id_hash >= ? AND id_hash < ? ORDER BY id_hash", (id_prefix, id_prefix + "g"))
 
     async def touch_session(self, id_hash: str, now: float) -> None:
         await self.touch_sessions({id_hash: now})
@@ -430,26 +414,23 @@ class SqliteStore:
             return
         async with self._transaction() as db:
             await db.executemany(_TOUCH, [(now, id_hash) for id_hash, now in seen.items()])
-        if self._cache is not None:
-            for id_hash, now in seen.items():
-                self._cache.touched(id_hash, now)
 
     async def delete_session(self, id_hash: str) -> bool:
         async with self._transaction() as db:
             cursor = await db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
-        self._changed()
+        await self._changed()
         return bool(cursor.rowcount > 0)
 
     async def delete_user_sessions(self, user_id: int, *, keep: str | None = None) -> int:
         async with self._transaction() as db:
             cursor = await db.execute("DELETE FROM sessions WHERE user_id = ? AND id_hash != ?", (user_id, keep or ""))
-        self._changed()
+        await self._changed()
         return int(cursor.rowcount)
 
     async def delete_all_sessions(self) -> int:
         async with self._transaction() as db:
             cursor = await db.execute("DELETE FROM sessions")
-        self._changed()
+        await self._changed()
         return int(cursor.rowcount)
 
     # --- audit
@@ -495,17 +476,17 @@ class SqliteStore:
         async with self._transaction() as db:
             await db.executemany(_RECORD_FAILURE, [(key, now, now, window, now) for key in keys])
 
-    async def reserve_attempt(
-        self, keys: list[str], now: float, window: float, wait: Callable[[dict[str, ThrottleState]], float]
-    ) -> float:
+    async def reserve_attempt(self, rules: Mapping[str, BackOff], now: float, window: float) -> float:
         # Read and written in one IMMEDIATE transaction: the check and the reservation are one step
-        # even across worker processes sharing the file.
+        # even across worker processes sharing the file. The rules are data, evaluated here.
+        keys = list(rules)
         async with self._transaction() as db:
             marks = ",".join("?" * len(keys))
             rows = await db.execute_fetchall(
                 f"SELECT key, failures, last_failure FROM throttle WHERE key IN ({marks})", keys
             )
-            seconds = wait({str(r[0]): ThrottleState(int(r[1]), float(r[2])) for r in rows})
+            states = {str(r[0]): ThrottleState(int(r[1]), float(r[2])) for r in rows}
+            seconds = wait_needed(rules, states, now, window)
             if seconds <= 0:
                 await db.executemany(_RECORD_FAILURE, [(key, now, now, window, now) for key in keys])
         return seconds

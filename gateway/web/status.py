@@ -37,7 +37,7 @@ async def healthz() -> Response:
 async def readyz() -> Response:
     services = current_services()
     state = services.policy  # read once: problems and policy of one reload
-    store_ok = await services.store.ping()
+    store_ok = await services.stores.ping()
     problems = list(state.problems)
     if not store_ok:
         problems.append("store: not reachable")

@@ -110,7 +110,7 @@ async def login_submit() -> Response:
         return _login_page(400, next_path=next_path, username=shown_name, error="Enter your user name and password.")
 
     client = request_client()
-    user = await services.store.get_user(username) if shown_name else None
+    user = await services.stores.users.get_user(username) if shown_name else None
     verdict = await services.password_check.check(username if shown_name else "(invalid)", user, password,
                                                   client=client, device_cookie=request.cookies.get(services.device.name))
     # An unknown name is often a password typed into the wrong field: keep only a fingerprint.
@@ -131,7 +131,7 @@ async def login_submit() -> Response:
     password_hash = user.password_hash
     if verdict.needs_rehash:
         password_hash = await services.passwords.hash(password)
-        await services.store.set_password_hash(user.name, password_hash)
+        await services.stores.users.set_password_hash(user.name, password_hash)
 
     # A new session id at every sign-in (no fixation); the browser's previous session ends.
     previous = current_user.auth_id
@@ -236,9 +236,9 @@ async def _sessions_page(active: ActiveSession, status: int = 200, notice: str |
     services = current_services()
     sessions = await services.sessions.live_sessions(active.record.user_id)
     # This browser first, then the most recently used.
-    sessions = sorted(sessions, key=lambda s: (s.id_hash != active.id_hash, -s.last_seen))
+    records = sorted((s.session for s in sessions), key=lambda s: (s.id_hash != active.id_hash, -s.last_seen))
     rows = [{"id": short_id(s.id_hash), "current": s.id_hash == active.id_hash, "created": s.created_at,
-             "last_seen": s.last_seen, "client": s.client, "user_agent": s.user_agent} for s in sessions]
+             "last_seen": s.last_seen, "client": s.client, "user_agent": s.user_agent} for s in records]
     return _page("sessions.html", status, title="Your sessions", user=active.principal.user, sessions=rows,
                  notice=notice)
 
@@ -260,16 +260,16 @@ async def sessions_end() -> Response:
         return await _sessions_page(active, 400, FORM_EXPIRED)
     target = form.get("session", "")
     if target == "others":
-        ended = await services.store.delete_user_sessions(active.record.user_id, keep=active.id_hash)
+        ended = await services.stores.sessions.delete_user_sessions(active.record.user_id, keep=active.id_hash)
         services.audit.record("session.revoked", user=active.principal.user, client=request_client(),
                               by="user", scope="others", count=ended)
         return await _sessions_page(active, notice=f"{ended} other session(s) ended.")
     # Only the user's own sessions can be named, by the short id the page shows.
-    own = {short_id(s.id_hash): s for s in await services.sessions.live_sessions(active.record.user_id)}
+    own = {short_id(s.session.id_hash): s.session for s in await services.sessions.live_sessions(active.record.user_id)}
     chosen = own.get(target)
     if chosen is None or chosen.id_hash == active.id_hash:
         return await _sessions_page(active, 400, "No such other session.")
-    await services.store.delete_session(chosen.id_hash)
+    await services.stores.sessions.delete_session(chosen.id_hash)
     services.audit.record("session.revoked", user=active.principal.user, client=request_client(), by="user",
                           session=target)
     return await _sessions_page(active, notice="Session ended.")
@@ -306,7 +306,7 @@ async def account_submit() -> Response:
     except WeakPassword as exc:
         return again(400, str(exc).capitalize() + ".")
     client = request_client()
-    user = await services.store.get_user(user_name)
+    user = await services.stores.users.get_user(user_name)
     verdict = await services.password_check.check(user_name, user, current, client=client,
                                                   device_cookie=request.cookies.get(services.device.name))
     if verdict.wait > 0:
@@ -321,7 +321,7 @@ async def account_submit() -> Response:
     ended, new_hash = change.sessions_ended, change.password_hash
     # This browser stays signed in, under a new session id: a copy of the old cookie (the reason
     # people change passwords) dies with the other sessions.
-    await services.store.delete_session(active.id_hash)
+    await services.stores.sessions.delete_session(active.id_hash)
     session_id = await services.sessions.start(user, client, request.headers.get("User-Agent", ""),
                                                persistent=active.record.persistent)
     login_user(GatewayUser(session_id), remember=active.record.persistent)

@@ -309,7 +309,7 @@ def _section_classes() -> dict[str, type]:
 
 # Keys read into something other than a field of the same name, or resolved against the config's folder.
 NOT_A_FIELD = {("server", "secret_key_file")}
-RESOLVED_PATHS = {("store", "path"), ("policy", "dir")}
+RESOLVED_PATHS = {("store", "path"), ("store", "users"), ("store", "sessions"), ("policy", "dir")}
 
 
 def test_every_key_is_a_settings_field_and_every_field_default_is_the_schema_default() -> None:

@@ -15,20 +15,29 @@ from pathlib import Path
 import pytest
 
 from gateway.auth.throttle import WINDOW
+from gateway.store import AuditRecord, BackOff, Stores, open_stores
 from gateway.store import sqlite as sqlite_store
-from gateway.store.base import AuditRecord
 from gateway.store.sqlite import SqliteStore
+from gateway.store.stores import sqlite_url
 from tests.unit.samples import version_1_store
 
 TASKS = 16  # per store, all at once
 ROUNDS = 25  # each task's writes, one after another
 
 
+class Urls:
+    def __init__(self, path: Path) -> None:
+        self.users = self.sessions = sqlite_url(path)
+
+
+NEVER_WAIT = BackOff(free=1_000_000, base=1.0, cap=1.0)
+
+
 @pytest.fixture
-async def two_workers(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
+async def two_workers(tmp_path: Path) -> AsyncIterator[tuple[Stores, Stores]]:
     """Both as a serving worker opens it: with the session cache on."""
     path = tmp_path / "shared.db"
-    first, second = SqliteStore(path, session_cache_ttl=0.75), SqliteStore(path, session_cache_ttl=0.75)
+    first, second = open_stores(Urls(path), cache_ttl=0.75), open_stores(Urls(path), cache_ttl=0.75)
     await first.open()
     await second.open()
     yield first, second
@@ -36,26 +45,26 @@ async def two_workers(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, Sqlite
     await second.close()
 
 
-async def _hammer(store: SqliteStore, worker: int, task: int, session: str, now: Callable[[], float]) -> None:
+async def _hammer(stores: Stores, worker: int, task: int, session: str, now: Callable[[], float]) -> None:
     """What one worker's requests do to the store: read the session, refresh its idle clock, reserve,
     give back and clear throttle counters, write audit rows."""
     keys = [f"account:user{task}", f"client:10.{worker}.0.{task}"]
     for _ in range(ROUNDS):
-        assert await store.get_session(session) is not None
-        await store.touch_session(session, now())
-        await store.reserve_attempt(keys, now(), WINDOW, lambda states: 0.0)
-        await store.release_attempt(keys[:1])
-        await store.record_failure(keys[1:], now(), WINDOW)
-        await store.clear_throttle(keys[1:])
-        await store.add_audit([AuditRecord(now(), "test.event", f"user{task}", None, "{}")])
+        assert await stores.cache.lookup(session) is not None
+        await stores.sessions.touch_session(session, now())
+        await stores.throttle.reserve_attempt(dict.fromkeys(keys, NEVER_WAIT), now(), WINDOW)
+        await stores.throttle.release_attempt(keys[:1])
+        await stores.throttle.record_failure(keys[1:], now(), WINDOW)
+        await stores.throttle.clear_throttle(keys[1:])
+        await stores.audit.add_audit([AuditRecord(now(), "test.event", f"user{task}", None, "{}")])
 
 
 async def test_parallel_refreshes_and_throttle_writes_never_meet_a_lock(
-    two_workers: tuple[SqliteStore, SqliteStore],
+    two_workers: tuple[Stores, Stores],
 ) -> None:
     first, second = two_workers
-    user = await first.add_user("alice", "h", (), 0.0)
-    await first.create_session("s1", user.id, 0.0, "", "")
+    user = await first.users.add_user("alice", "h", (), 0.0)
+    await first.sessions.create_session("s1", user.id, 0.0, "", "")
     ticks = iter(range(1, 1_000_000))
 
     def now() -> float:
@@ -68,7 +77,7 @@ async def test_parallel_refreshes_and_throttle_writes_never_meet_a_lock(
     results = await asyncio.gather(*jobs, return_exceptions=True)
     errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     assert not errors, errors
-    record = await second.get_session("s1")
+    record = await second.sessions.get_session("s1")
     assert record is not None and record.last_seen > 0.0
 
 
