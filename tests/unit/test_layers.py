@@ -36,7 +36,7 @@ RANKS: dict[str, int] = {
     # 4 wiring
     "asgi": 8,
     "app": 9,
-    "server": 10, "init": 10,
+    "server": 10,
     "cli": 11,
     "__main__": 12,
 }
