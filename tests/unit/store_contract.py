@@ -18,7 +18,7 @@ from gateway.auth.accounts import Accounts
 from gateway.auth.passwords import Passwords
 from gateway.auth.sessions import SessionManager, hash_session_id
 from gateway.config import PasswordSettings, SessionSettings
-from gateway.store import AuditRecord, BackOff, DuplicateUser, Stores, StoreUnavailable, UnknownUser
+from gateway.store import AuditRecord, BackOff, DuplicateUser, SignedIn, Stores, StoreUnavailable, UnknownUser
 
 __all__ = [
     "FakeClock",
@@ -410,17 +410,15 @@ async def test_user_agents_are_stored_without_control_characters(stores: Stores,
     assert record.user_agent.isprintable() and "PWNED" in record.user_agent and "\x1b" not in record.user_agent
 
 
-@pytest.mark.parametrize("change", ["revoke", "disable", "roles", "delete", "password"])
-async def test_a_change_is_seen_at_once_through_the_cache(stores: Stores, change: str) -> None:
-    """With the cache on, a change made through the stores is in force at the very next lookup (the
-    change feed), long before the cache's TTL."""
-    user = await stores.users.add_user("alice", "h", ("admin",), 1.0)
-    await stores.sessions.create_session("s1", user.id, 10.0, "", "")
-    first = await stores.cache.lookup("s1")
-    assert first is not None and first.user.roles == ("admin",)
-    assert await stores.cache.lookup("s1") == first  # served again (from memory when the cache is on)
+# The changes that must reach every reader of a session at once, made to alice's session "s1".
+CHANGES = ["revoke", "revoke_all", "disable", "roles", "delete", "password"]
+
+
+async def make_change(stores: Stores, change: str) -> None:
     if change == "revoke":
         await stores.sessions.delete_session("s1")
+    elif change == "revoke_all":
+        await stores.sessions.delete_all_sessions()
     elif change == "disable":
         await stores.users.set_disabled("alice", True)
     elif change == "roles":
@@ -429,7 +427,10 @@ async def test_a_change_is_seen_at_once_through_the_cache(stores: Stores, change
         await stores.users.set_password_hash("alice", "h2", changed_at=20.0)
     else:
         await stores.users.delete_user("alice")
-    found = await stores.cache.lookup("s1")
+
+
+def check_changed(found: SignedIn | None, change: str) -> None:
+    """What a lookup of "s1" must show right after ``make_change``."""
     if change == "disable":
         assert found is not None and found.user.disabled
     elif change == "roles":
@@ -438,6 +439,19 @@ async def test_a_change_is_seen_at_once_through_the_cache(stores: Stores, change
         assert found is not None and found.user.password_changed_at == 20.0
     else:
         assert found is None
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_a_change_is_seen_at_once_through_the_cache(stores: Stores, change: str) -> None:
+    """With the cache on, a change made through the stores is in force at the very next lookup (the
+    change feed), long before the cache's TTL."""
+    user = await stores.users.add_user("alice", "h", ("admin",), 1.0)
+    await stores.sessions.create_session("s1", user.id, 10.0, "", "")
+    first = await stores.cache.lookup("s1")
+    assert first is not None and first.user.roles == ("admin",)
+    assert await stores.cache.lookup("s1") == first  # served again (from memory when the cache is on)
+    await make_change(stores, change)
+    check_changed(await stores.cache.lookup("s1"), change)
 
 
 async def test_cached_rows_expire_after_the_ttl(stores: Stores, clock: FakeClock) -> None:
@@ -466,3 +480,4 @@ async def test_a_lookup_racing_a_write_cannot_cache_the_old_row(stores: Stores) 
     await stores.sessions.delete_session("s1")
     await asyncio.gather(*lookups)
     assert await stores.cache.lookup("s1") is None
+

@@ -16,6 +16,7 @@ from gateway.store.feed import SharedCounter, counter_path
 from gateway.store.sqlite import SqliteStore
 from gateway.store.stores import sqlite_url
 from tests.unit.samples import version_1_store
+from tests.unit.store_contract import CHANGES, check_changed, make_change
 
 
 class Urls:
@@ -71,7 +72,7 @@ async def gateway_and_cli(tmp_path: Path) -> AsyncIterator[tuple[Stores, Stores]
     await cli.close()
 
 
-@pytest.mark.parametrize("change", ["revoke", "revoke_all", "disable", "roles", "delete", "password"])
+@pytest.mark.parametrize("change", CHANGES)
 async def test_another_process_change_is_in_force_at_the_next_lookup(
     gateway_and_cli: tuple[Stores, Stores], change: str
 ) -> None:
@@ -83,27 +84,8 @@ async def test_another_process_change_is_in_force_at_the_next_lookup(
     first = await gateway.cache.lookup("s1")
     assert first is not None and first.user.roles == ("admin",)
     assert await gateway.cache.lookup("s1") == first and len(gateway.cache) == 2  # the session and its user
-    if change == "revoke":
-        await cli.sessions.delete_session("s1")
-    elif change == "revoke_all":
-        await cli.sessions.delete_all_sessions()
-    elif change == "disable":
-        await cli.users.set_disabled("alice", True)
-    elif change == "roles":
-        await cli.users.set_roles("alice", ("staff",))
-    elif change == "password":
-        await cli.users.set_password_hash("alice", "h2", changed_at=20.0)
-    else:
-        await cli.users.delete_user("alice")
-    found = await gateway.cache.lookup("s1")
-    if change == "disable":
-        assert found is not None and found.user.disabled
-    elif change == "roles":
-        assert found is not None and found.user.roles == ("staff",)
-    elif change == "password":
-        assert found is not None and found.user.password_changed_at == 20.0
-    else:
-        assert found is None
+    await make_change(cli, change)
+    check_changed(await gateway.cache.lookup("s1"), change)
 
 
 async def test_only_user_and_session_changes_move_the_counter(gateway_and_cli: tuple[Stores, Stores]) -> None:
