@@ -304,7 +304,8 @@ def main() -> None:
     if args.baseline is not None:
         base_python = args.baseline / ".venv" / "bin" / "python"
         if not base_python.exists():
-            raise SystemExit(f"--baseline {args.baseline}: no .venv/bin/python there (make it: cd DIR && bash -c 'source scripts/env.sh')")
+            raise SystemExit(f"--baseline {args.baseline}: no .venv/bin/python there"
+                             " (make it: cd DIR && bash -c 'source scripts/env.sh')")
         variants = [("baseline", str(base_python)), ("gateway", PYTHON)] * max(1, args.rounds)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
