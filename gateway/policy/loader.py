@@ -17,6 +17,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from gateway.durations import parse_duration
 from gateway.policy.model import Access, Policy, Problem, Rule
 from gateway.policy.patterns import Pattern, PatternError, parse_pattern
+from gateway.policy.snapshot import policy_version
 
 POLICY_SUFFIX = ".yaml"
 RULE_KEYS = ("paths", "allow", "roles", "deny", "methods", "fresh", "name")
@@ -44,6 +45,12 @@ class PolicyError(Exception):
 
 def load_policy(directory: str | Path, *, case_insensitive: bool = False) -> Policy:
     """Read every ``*.yaml`` file directly inside ``directory`` (sorted by name) into one Policy."""
+    sources, problems = read_sources(directory)
+    return _compile(sources, case_insensitive, str(directory), problems)
+
+
+def read_sources(directory: str | Path) -> tuple[dict[str, str], list[Problem]]:
+    """The text of every policy file in ``directory`` ({path: YAML}), and the files that could not be read."""
     folder = Path(directory)
     try:
         # Dotfiles are skipped like a shell's *.yaml would: editors leave lock and swap files there.
@@ -62,12 +69,13 @@ def load_policy(directory: str | Path, *, case_insensitive: bool = False) -> Pol
             problems.append(Problem(path, 0, "not valid UTF-8"))
         except OSError as exc:
             problems.append(Problem(path, 0, f"cannot read: {exc.strerror}"))
-    return _compile(sources, case_insensitive, str(directory), problems)
+    return sources, problems
 
 
-def parse_policy(sources: Mapping[str, str], *, case_insensitive: bool = False) -> Policy:
-    """Compile ``{file name: YAML text}`` (taken in name order) into one Policy."""
-    return _compile(sources, case_insensitive, "<policy>", [])
+def parse_policy(sources: Mapping[str, str], *, case_insensitive: bool = False, origin: str = "<policy>") -> Policy:
+    """Compile ``{file name: YAML text}`` (taken in name order) into one Policy; ``origin`` (the
+    folder) is what a warning about the whole policy names."""
+    return _compile(sources, case_insensitive, origin, [])
 
 
 def _compile(sources: Mapping[str, str], case_insensitive: bool, origin: str, problems: list[Problem]) -> Policy:
@@ -82,7 +90,8 @@ def _compile(sources: Mapping[str, str], case_insensitive: bool, origin: str, pr
         raise PolicyError(sorted(problems, key=lambda p: (p.file, p.line)))
     warnings = () if rules else (Problem(origin, 0, "no rules: every request is denied"),)
     return Policy(
-        rules=tuple(rules), case_insensitive=case_insensitive, files=tuple(sorted(sources)), warnings=warnings
+        rules=tuple(rules), case_insensitive=case_insensitive, files=tuple(sorted(sources)), warnings=warnings,
+        version=policy_version(sources), sources=dict(sources),
     )
 
 

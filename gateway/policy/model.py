@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.policy.patterns import Matcher
@@ -79,6 +80,11 @@ class Policy:
     case_insensitive: bool = False
     files: tuple[str, ...] = ()
     warnings: tuple[Problem, ...] = ()
+    # A short hash of the files' names and texts (policy/snapshot.py): what operators compare to see
+    # that every worker and every machine enforces the same policy.
+    version: str = ""
+    # The text of each file as loaded ({path: YAML}), so exactly this policy can be handed on.
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     # Compiled once here so a decision never re-reads the rules.
     matcher: Matcher = field(init=False, repr=False, compare=False)
 
