@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from quart import Quart, Response
@@ -23,6 +24,7 @@ from gateway.config import Settings
 from gateway.http import HostRules, Pages, Refusals, Targets, TrustedProxies
 from gateway.observe import AccessLog, Audit, Metrics
 from gateway.policy import Policy, PolicyError, load_policy
+from gateway.policy.channel import Accepted, Follower, Keeper, PolicyChannel
 from gateway.policy.watcher import PolicyWatcher
 from gateway.proxy.handler import ProxyHandler
 from gateway.proxy.headers import HeaderRules, transport_security_headers
@@ -32,7 +34,7 @@ from gateway.services import PolicyState, Services
 from gateway.store import open_stores
 from gateway.web import GatewayAuth, auth_bp, auth_config, register_error_handlers, status_bp
 
-__all__ = ["create_app"]
+__all__ = ["PolicyReport", "create_app"]
 
 log = logging.getLogger("gateway")
 
@@ -40,17 +42,59 @@ log = logging.getLogger("gateway")
 MAX_FORM_BYTES = 64 * 1024
 
 
-def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock = system_clock) -> Gateway:
+class PolicyReport:
+    """Logs, audits and counts a policy reload, in the one process that decided it (the server
+    process, or the supervisor of several workers): one edit, one audit line."""
+
+    def __init__(self, audit: Audit, metrics: Metrics) -> None:
+        self._audit = audit
+        self._metrics = metrics
+
+    def started(self, policy: Policy) -> None:
+        log.info("policy version %s: %d rule(s) from %d file(s)", policy.version, len(policy.rules), len(policy.files))
+        for warning in policy.warnings:
+            log.warning("policy: %s", warning)
+
+    def accepted(self, policy: Policy) -> None:
+        self._metrics.policy_reloaded(ok=True)
+        log.info("policy reloaded: version %s, %d rule(s) from %d file(s)", policy.version, len(policy.rules),
+                 len(policy.files))
+        self._audit.record("policy.reloaded", version=policy.version, rules=len(policy.rules), files=len(policy.files))
+        for warning in policy.warnings:
+            log.warning("policy: %s", warning)
+
+    def rejected(self, error: PolicyError, in_force: Policy) -> None:
+        self._metrics.policy_reloaded(ok=False)
+        self._audit.record("policy.rejected", version=in_force.version, problems=[str(p) for p in error.problems])
+        for problem in error.problems:
+            log.error("policy not reloaded, the last good policy (version %s) stays in force: %s", in_force.version,
+                      problem)
+
+
+def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock = system_clock,
+               policy_channel: Path | None = None) -> Gateway:
     """The whole gateway as one ASGI app. ``clock`` is what every time-based rule reads (session
-    timeouts, fresh sign-in, throttling, audit times): tests pass a FakeClock instead of sleeping."""
+    timeouts, fresh sign-in, throttling, audit times): tests pass a FakeClock instead of sleeping.
+
+    ``policy_channel``: a worker of several follows the policy the supervisor publishes there
+    (policy/channel.py) and never reads the policy folder; without it, this process watches the
+    folder itself."""
     if settings.server.secret_key is None:
         raise ValueError("create_app needs settings with a secret key")
     secret = settings.server.secret_key
     stores = open_stores(settings.store, cache_ttl=settings.session.cache_ttl)
     passwords = Passwords(settings.passwords)
     audit = Audit(stores.audit, clock)
-    if policy is None:
-        policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
+    channel = PolicyChannel(policy_channel) if policy_channel is not None else None
+    follower: Follower | None = None
+    if channel is not None:
+        channel.open()
+        follower = Follower(channel, channel.read(), lambda current: followed(current))
+        first = follower.current
+    else:
+        if policy is None:
+            policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
+        first = Accepted(policy)
     cookie_lifetime = max(settings.session.absolute_timeout, settings.session.persistent_cookie_lifetime)
     proxies = TrustedProxies(settings.server.trusted_proxies, settings.server.public_url)
     throttle = Throttle(stores.throttle, clock)
@@ -63,7 +107,7 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
         accounts=Accounts(stores, passwords, clock),
         cookie=SessionCookie(secret, settings.session.cookie_name, cookie_lifetime),
         csrf=Csrf(secret),
-        policy=PolicyState(policy=policy),
+        policy=PolicyState(policy=first.policy, problems=first.problems),
         audit=audit,
         throttle=throttle,
         device=device,
@@ -111,23 +155,28 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
                       websockets=WebSocketRelay(settings.upstream, rules, services.metrics, refusals),
                       refusals=refusals, proxies=proxies, access=access, max_body_size=settings.server.max_body_size)
 
+    report = PolicyReport(audit, services.metrics)
+    keeper = Keeper(first.policy, origin=str(settings.policy.dir))
+
     def policy_loaded(new: Policy) -> None:
-        services.policy = PolicyState(policy=new)
-        services.metrics.policy_reloaded(ok=True)
-        log.info("policy reloaded: %d rule(s) from %d file(s)", len(new.rules), len(new.files))
-        audit.record("policy.reloaded", rules=len(new.rules), files=len(new.files))
-        for warning in new.warnings:
-            log.warning("policy: %s", warning)
+        if keeper.accepted(new) is not None:
+            services.policy = PolicyState(policy=new)
+            report.accepted(new)
 
     def policy_failed(error: PolicyError) -> None:
-        services.policy = PolicyState(policy=services.policy.policy, problems=tuple(str(p) for p in error.problems))
-        services.metrics.policy_reloaded(ok=False)
-        audit.record("policy.rejected", problems=[str(p) for p in error.problems])
-        for problem in error.problems:
-            log.error("policy not reloaded, the last good policy stays in force: %s", problem)
+        if keeper.rejected(error) is not None:
+            services.policy = PolicyState(policy=keeper.state.policy, problems=keeper.state.problems)
+            report.rejected(error, keeper.state.policy)
 
-    watcher = PolicyWatcher(settings.policy.dir, case_insensitive=settings.policy.case_insensitive,
-                            on_loaded=policy_loaded, on_failed=policy_failed)
+    def followed(current: Accepted) -> None:
+        services.policy = PolicyState(policy=current.policy, problems=current.problems)
+        services.metrics.policy_state(ok=not current.problems)
+
+    watcher = None if follower is not None else PolicyWatcher(
+        settings.policy.dir, case_insensitive=settings.policy.case_insensitive,
+        on_loaded=policy_loaded, on_failed=policy_failed)
+    if follower is not None:
+        services.metrics.policy_state(ok=not first.problems)
 
     @app.before_serving
     async def open_resources() -> None:
@@ -137,13 +186,22 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
         await services.sessions.purge_expired()
         await passwords.prepare()
         proxy.upstream = Upstream(settings.upstream)
-        for warning in (*settings.warnings, *(f"policy: {w}" for w in policy.warnings)):
+        for warning in settings.warnings:
             log.warning("%s", warning)
-        watcher.start()
+        if watcher is not None:
+            report.started(first.policy)
+            watcher.start()
+        if follower is not None:
+            follower.start()
 
     @app.after_serving
     async def close_resources() -> None:
-        await watcher.stop()
+        if watcher is not None:
+            await watcher.stop()
+        if follower is not None:
+            await follower.stop()
+        if channel is not None:
+            channel.close()
         if proxy.upstream is not None:
             await proxy.upstream.aclose()
         await services.sessions.idle_clock.stop()

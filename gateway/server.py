@@ -2,14 +2,22 @@
 
 Uvicorn (with httptools and uvloop) was chosen by measurement: see bench/proxy_bench.py and the
 README's "Performance". Several workers share one listening socket;
-each builds its own app (its own store connection, session cache, policy watcher). They agree
-through the SQLite file: the session cache notices other workers' writes (see store/sqlite.py).
+each builds its own app (its own store connection, session cache). They agree through the store's
+change feed (store/feed.py), and on the policy through the supervisor: it alone watches the policy
+folder and publishes the accepted version, which every worker follows (policy/channel.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -20,6 +28,7 @@ from gateway.http.guard import protocol_options
 from gateway.observe.logs import configure_logging as configure_log_lines
 from gateway.observe.metrics import shared_metrics_dir
 from gateway.policy import Policy
+from gateway.policy.channel import CHANNEL_ENV
 from gateway.proxy.headers import transport_security_headers
 
 WORKER_FACTORY = "gateway.server:worker_app"
@@ -69,7 +78,103 @@ def worker_app() -> Gateway:
     settings = load_settings(require_secret=True)
     configure_logging(settings)
     guarded_protocol(settings)
-    return create_app(settings)
+    channel = os.environ.get(CHANNEL_ENV)
+    return create_app(settings, policy_channel=Path(channel) if channel else None)
+
+
+class PolicyPublisher:
+    """The supervisor's policy watcher (several workers): one thread with its own event loop that
+    watches the folder, decides each edit once (logged, audited and counted once), and publishes
+    the accepted version to the workers through a private channel folder."""
+
+    def __init__(self, settings: Settings, policy: Policy) -> None:
+        from gateway.policy.channel import Keeper, PolicyChannel
+
+        self._settings = settings
+        self.directory = Path(tempfile.mkdtemp(prefix="gateway-policy-"))  # 0700
+        self._keeper = Keeper(policy, origin=str(settings.policy.dir))
+        self._channel = PolicyChannel(self.directory)
+        self._channel.create(self._keeper.snapshot())
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="policy-publisher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(30)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)
+        self._channel.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except Exception:
+            logging.getLogger("gateway").exception("the policy watcher stopped; edits are not applied until restart")
+        finally:
+            self._ready.set()
+
+    async def _run(self) -> None:
+        from gateway.app import PolicyReport
+        from gateway.observe import Audit, Metrics
+        from gateway.policy import PolicyError
+        from gateway.policy.watcher import PolicyWatcher
+        from gateway.store import open_stores
+
+        settings = self._settings
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        stores = open_stores(settings.store, cache_ttl=settings.session.cache_ttl)
+        await stores.open()
+        audit = Audit(stores.audit)
+        audit.start()
+        metrics = Metrics()
+        report = PolicyReport(audit, metrics)
+        keeper, channel = self._keeper, self._channel
+
+        def loaded(policy: Policy) -> None:
+            snapshot = keeper.accepted(policy)
+            if snapshot is not None:
+                channel.publish(snapshot)
+                report.accepted(policy)
+
+        def failed(error: PolicyError) -> None:
+            snapshot = keeper.rejected(error)
+            if snapshot is not None:
+                channel.publish(snapshot)
+                report.rejected(error, keeper.state.policy)
+
+        watcher = PolicyWatcher(settings.policy.dir, case_insensitive=settings.policy.case_insensitive,
+                                on_loaded=loaded, on_failed=failed)
+        report.started(keeper.state.policy)
+        watcher.start()
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await watcher.stop()
+            await audit.stop()
+            await stores.close()
+            metrics.close()
+
+
+@contextlib.contextmanager
+def published_policy(settings: Settings, policy: Policy) -> Iterator[None]:
+    """For the supervisor of several workers: the policy channel, named in the workers' environment."""
+    publisher = PolicyPublisher(settings, policy)
+    os.environ[CHANNEL_ENV] = str(publisher.directory)
+    try:
+        publisher.start()
+        yield
+    finally:
+        os.environ.pop(CHANNEL_ENV, None)
+        publisher.stop()
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -130,8 +235,8 @@ def raise_open_files_limit(wanted: int) -> int:
 
 
 def serve(settings: Settings, policy: Policy | None = None) -> None:
-    """Run until stopped. ``policy``, already loaded by the caller, serves a single worker; each of
-    several workers loads its own (see worker_app)."""
+    """Run until stopped. ``policy``: already loaded by the caller (else loaded here); with several
+    workers the supervisor keeps it and publishes each accepted edit to them (PolicyPublisher)."""
     logging.getLogger("gateway").info(
         "gateway listening on %s://%s:%d with %d worker(s), forwarding to %s", "https" if settings.server.tls else "http",
         settings.server.host, settings.server.port, settings.server.workers, settings.upstream.url,
@@ -145,6 +250,10 @@ def serve(settings: Settings, policy: Policy | None = None) -> None:
             limit, settings.server.max_clients, wanted,
         )
     options = server_options(settings)
+    if policy is None:
+        from gateway.policy import load_policy
+
+        policy = load_policy(settings.policy.dir, case_insensitive=settings.policy.case_insensitive)
     if settings.server.workers == 1:
         from gateway.app import create_app
 
@@ -152,5 +261,6 @@ def serve(settings: Settings, policy: Policy | None = None) -> None:
         return
     os.environ[CONFIG_ENV] = str(settings.config_file)
     # The workers' metric files go to one private folder, so any worker can answer a scrape for all.
-    with shared_metrics_dir():
+    # The policy: decided once, here, and followed by every worker (policy/channel.py).
+    with shared_metrics_dir(), published_policy(settings, policy):
         uvicorn.run(WORKER_FACTORY, factory=True, workers=settings.server.workers, **options)

@@ -74,9 +74,11 @@ class Gate:
         self._clear_cookie = (b"set-cookie", (f"{identifier.cookie.name}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; "
                                               f"Max-Age=0; Path=/; HttpOnly; SameSite=Lax{secure}").encode())
 
-    def decide(self, principal: Principal | None, method: str, headers: RawHeaders, path: str) -> Decision:
+    def decide(self, principal: Principal | None, method: str, headers: RawHeaders, path: str,
+               policy: Policy | None = None) -> Decision:
         """The policy's word; the app may act on a tunnelled method, which must be allowed as well."""
-        return decide_tunnelled(self._policy(), principal, method, method_overrides(headers), path, now=self._clock())
+        return decide_tunnelled(self._policy() if policy is None else policy, principal, method, method_overrides(headers), path,
+                                now=self._clock())
 
     async def admit(self, scope: Scope, canonical: CanonicalPath, exchange: Exchange, *, method: str,
                     websocket: bool = False) -> Admission:
@@ -94,7 +96,8 @@ class Gate:
         principal = identity.principal
         if principal is not None:
             exchange.user = principal.user
-        decision = self.decide(principal, method, headers, canonical.decision)
+        policy = self._policy()  # once: the decision and its audit line name the same version
+        decision = self.decide(principal, method, headers, canonical.decision, policy)
         exchange.decision = DECISION_LABEL[decision.outcome]
         if decision.outcome is Outcome.LOGIN or decision.outcome is Outcome.REAUTH:
             clear = [self._clear_cookie] if identity.had_cookie and identity.session is None else []
@@ -108,6 +111,7 @@ class Gate:
                 **({"websocket": True} if websocket else {}),
                 path=canonical.decision, reason=decision.reason,
                 rule=f"{decision.rule.file}:{decision.rule.line}" if decision.rule else None,
+                policy=policy.version,
             )
             raise Forbidden(user=user)
         return Admission(identity, decision)

@@ -96,6 +96,8 @@ def report_policy(folder: Path, case_insensitive: bool, settings: Settings | Non
         findings.extend(unheld_roles(loaded, held))
     for finding in sorted(findings, key=lambda p: (p.file, p.line)):
         click.echo(f"{finding.file}:{finding.line}: warning: {finding.message}")
+    # The same version readyz, /.gateway/metrics and each denial's audit line show for the policy in force.
+    click.echo(f"policy version: {loaded.version}")
     summary = f"{len(loaded.rules)} rule(s) in {len(loaded.files)} file(s): ok"
     if findings:
         summary += f", {len(findings)} warning(s)"

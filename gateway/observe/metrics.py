@@ -68,6 +68,20 @@ class _LiveSessions:
                                 value=self._count)
 
 
+class _PolicyInfo:
+    """The version of the policy in force (every worker enforces the same one, so whichever answers
+    the scrape tells the truth): compare it across machines and with `gateway policy check`."""
+
+    def __init__(self, version: str) -> None:
+        self._version = version
+
+    def collect(self) -> Iterable[Metric]:
+        info = GaugeMetricFamily("gateway_policy_info", "The policy in force: its version (a content hash).",
+                                 labels=["version"])
+        info.add_metric([self._version], 1)
+        yield info
+
+
 class _Registered:
     """Hands a scrape the metrics of this process's private registry (single-worker mode)."""
 
@@ -97,7 +111,8 @@ class Metrics:
         signins = Counter("gateway_signins", "Sign-in attempts by outcome.", ["outcome"], registry=registry)
         throttled = Counter("gateway_throttled_attempts", "Password attempts refused by the throttle (429), by form.",
                             ["form"], registry=registry)
-        reloads = Counter("gateway_policy_reloads", "Policy reloads by result (each worker process reloads).",
+        reloads = Counter("gateway_policy_reloads", "Policy reloads by result (counted once per "
+                          "gateway serve, by the process that watches the policy folder).",
                           ["result"], registry=registry)
         # livemin: 0 as soon as any live worker runs on a last good policy because the newest failed to load.
         self.policy_ok = Gauge("gateway_policy_loaded", "1 when the policy files on disk are the policy in force, "
@@ -129,10 +144,15 @@ class Metrics:
         child.inc()
 
     def policy_reloaded(self, ok: bool) -> None:
+        """In the process that decided a reload (one per `gateway serve`)."""
         self.policy_reloads["success" if ok else "failure"].inc()
         self.policy_ok.set(1 if ok else 0)
 
-    def render(self, live_sessions: int) -> bytes:
+    def policy_state(self, ok: bool) -> None:
+        """In a worker that follows the deciding process: whether the newest edit was accepted."""
+        self.policy_ok.set(1 if ok else 0)
+
+    def render(self, live_sessions: int, policy_version: str = "") -> bytes:
         """The text exposition of one scrape (blocking file reads in multiprocess mode: run it in a thread)."""
         registry = CollectorRegistry(auto_describe=False)
         if self._registry is None:
@@ -140,6 +160,8 @@ class Metrics:
         else:
             registry.register(_Registered(self._registry))
         registry.register(_LiveSessions(live_sessions))
+        if policy_version:
+            registry.register(_PolicyInfo(policy_version))
         return generate_latest(registry)
 
     def close(self) -> None:

@@ -49,8 +49,8 @@ async def readyz() -> Response:
         body.update({
             "status": "ready" if ready else "not ready",
             "store": "ok" if store_ok else "not reachable",
-            "policy": {"rules": len(state.policy.rules), "files": len(state.policy.files),
-                       "last_reload_failed": bool(state.problems)},
+            "policy": {"version": state.policy.version, "rules": len(state.policy.rules),
+                       "files": len(state.policy.files), "last_reload_failed": bool(state.problems)},
             "problems": problems,
         })
     response = jsonify(body)
@@ -69,5 +69,5 @@ async def metrics() -> Response:
         raise MethodNotAllowed()
     live = await services.sessions.count_live()
     # In multiprocess mode the scrape reads every worker's files: off the event loop.
-    body = await asyncio.to_thread(services.metrics.render, live)
+    body = await asyncio.to_thread(services.metrics.render, live, services.policy.policy.version)
     return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE, **NO_STORE})
