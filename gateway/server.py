@@ -151,7 +151,7 @@ class PolicyPublisher:
                 report.rejected(error, keeper.state.policy)
 
         watcher = PolicyWatcher(settings.policy.dir, case_insensitive=settings.policy.case_insensitive,
-                                on_loaded=loaded, on_failed=failed)
+                                on_loaded=loaded, on_failed=failed, compare_first=True)
         report.started(keeper.state.policy)
         watcher.start()
         self._ready.set()

@@ -22,6 +22,7 @@ log = logging.getLogger("gateway.policy")
 
 DEFAULT_INTERVAL = 0.5
 Fingerprint = tuple[tuple[str, int, int, int], ...]
+_UNSEEN = "unseen"  # differs from every fingerprint, None (an unreadable folder) included
 
 
 def fingerprint(directory: Path) -> Fingerprint | None:
@@ -47,13 +48,17 @@ class PolicyWatcher:
         on_loaded: Callable[[Policy], None],
         on_failed: Callable[[PolicyError], None],
         interval: float = DEFAULT_INTERVAL,
+        compare_first: bool = False,
     ) -> None:
+        """``compare_first``: the first check loads the folder whatever its fingerprint, for a caller
+        whose policy was loaded a while ago (an edit in between is not missed; a caller that sees
+        the same version again does nothing)."""
         self._directory = directory
         self._case_insensitive = case_insensitive
         self._on_loaded = on_loaded
         self._on_failed = on_failed
         self._interval = interval
-        self._seen = fingerprint(directory)
+        self._seen: Fingerprint | str | None = _UNSEEN if compare_first else fingerprint(directory)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:

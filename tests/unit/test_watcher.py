@@ -44,3 +44,13 @@ async def test_watcher_loads_changes_and_keeps_last_good(tmp_path: Path) -> None
 
 def test_fingerprint_of_missing_folder(tmp_path: Path) -> None:
     assert fingerprint(tmp_path / "missing") is None
+
+
+async def test_compare_first_loads_once_whatever_the_fingerprint(tmp_path: Path) -> None:
+    """For a caller whose policy was loaded before the watcher existed: an edit in between is seen."""
+    (tmp_path / "a.yaml").write_text(GOOD)
+    loaded: list[Policy] = []
+    watcher = PolicyWatcher(tmp_path, case_insensitive=False, on_loaded=loaded.append, on_failed=print,
+                            compare_first=True)
+    assert await watcher.check() and len(loaded) == 1
+    assert not await watcher.check()
