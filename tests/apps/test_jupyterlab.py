@@ -86,8 +86,7 @@ def jupyter(jupyterlab_env: envs.App, tmp_path_factory: pytest.TempPathFactory) 
 def gateway(jupyter: Jupyter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """The gateway in front of JupyterLab with its default configuration: nothing Jupyter-specific."""
     instance = write_gateway(tmp_path_factory.mktemp("jupyterlab-gateway"), jupyter.app.url, policy=POLICY)
-    for name, roles in USERS.items():
-        instance.add_user(name, roles)
+    instance.add_users(USERS)
     instance.start()
     yield instance
     instance.stop()

@@ -58,8 +58,7 @@ def ws_upstream() -> Iterator[Upstream]:
 def ws_gateway(ws_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     instance = write_gateway(tmp_path_factory.mktemp("wsgw"), ws_upstream.url,
                              settings={"upstream": {"websocket_max_message": "4MiB"}})
-    for name, roles in USERS.items():
-        instance.add_user(name, roles)
+    instance.add_users(USERS)
     instance.start()
     yield instance
     instance.stop()
