@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,7 +160,9 @@ class Gateway:
         same settings, stores, Accounts.add and "user.added" audit event), in this process: a command
         process per user cost ~0.3 s of CPU, for fixtures only. tests/e2e/test_cli.py runs the command."""
         if users:
-            asyncio.run(_add_users(self.config, users, password))
+            # In a thread of its own: the caller may be inside an event loop (Playwright's sync API).
+            with ThreadPoolExecutor(max_workers=1) as thread:
+                thread.submit(asyncio.run, _add_users(self.config, users, password)).result()
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:  # the child has its own copy of the descriptor
