@@ -281,7 +281,7 @@ paths = st.lists(st.sampled_from(["a", "b", "c"]), max_size=5).map(lambda s: "/"
 ).map(lambda s: "/" + "/".join(s) + "/")
 
 
-# The default tier's example count; test_patterns_slow.py (-m slow) runs these properties with 50,000 each.
+# The default tier's example count; test_patterns_slow.py (-m slow) runs these properties with 20,000 each.
 EXAMPLES = settings(max_examples=300, deadline=None)
 
 

@@ -1,7 +1,7 @@
 """The long property run for patterns: ``pytest -m slow tests/unit/test_patterns_slow.py``.
 
 The same properties as test_patterns.py (the trie against brute force, prefixes against a regular
-expression), with 50,000 fresh examples each; the default tier runs a few hundred.
+expression), with 20,000 fresh examples each; the default tier runs a few hundred.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.unit.test_patterns import (
 
 pytestmark = pytest.mark.slow
 
-LONG = settings(max_examples=50_000, deadline=None, derandomize=False)
+LONG = settings(max_examples=20_000, deadline=None, derandomize=False)
 
 
 @pytest.fixture(autouse=True)
