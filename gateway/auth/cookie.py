@@ -2,15 +2,18 @@
 
 Quart-Auth writes the cookie in the gateway's own pages (web/user.py); the admission path
 (auth/identify.py), which runs below Quart, reads it with this same codec, so both agree on what a
-valid cookie is.
+valid cookie is. The codec is Quart-Auth's own format (its serializer_class: itsdangerous's
+URLSafeTimedSerializer over HMAC-SHA512), built here from itsdangerous directly so that reading a
+cookie (and every CLI command) does not import Quart; tests/unit/test_cookie_csrf.py holds the two
+to the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 
-from itsdangerous import BadData
-from quart_auth import QuartAuth
+from itsdangerous import BadData, URLSafeTimedSerializer
 
 SALT = "gateway session v1"
 # Verifying the signature (HMAC-SHA512, base64, timestamp) on every request is costly (README,
@@ -24,7 +27,7 @@ class SessionCookie:
     def __init__(self, secret_key: str, name: str, max_age: int) -> None:
         self.name = name
         self.max_age = max_age
-        self._serializer = QuartAuth.serializer_class(secret_key, SALT)
+        self._serializer = URLSafeTimedSerializer(secret_key, SALT, signer_kwargs={"digest_method": hashlib.sha512})
         self._verified: dict[str, tuple[str, float]] = {}  # token -> (session id, monotonic deadline)
 
     def dump(self, session_id: str) -> str:

@@ -21,9 +21,7 @@ from gateway.cli.common import (
     valid_roles,
 )
 from gateway.config import ConfigError, Settings, load_settings
-from gateway.policy import PolicyError, Principal, load_policy
-from gateway.policy.analysis import explain, shadowed_rules, unheld_roles
-from gateway.policy.lookalikes import lookalike_siblings
+from gateway.policy.model import Principal
 from gateway.store.base import StoreError
 
 __all__ = ["policy", "report_policy"]
@@ -83,6 +81,11 @@ def policy_check(ctx: click.Context, directory: str | None) -> None:
 
 def report_policy(folder: Path, case_insensitive: bool, settings: Settings | None) -> int:
     """Print what `policy check` prints; 2 when the policy cannot be loaded, else 0."""
+    # Here, not at the top: every other command would import the loader (YAML) and the analysis.
+    from gateway.policy.analysis import shadowed_rules, unheld_roles
+    from gateway.policy.loader import PolicyError, load_policy
+    from gateway.policy.lookalikes import lookalike_siblings
+
     try:
         loaded = load_policy(folder, case_insensitive=case_insensitive)
     except PolicyError as exc:
@@ -123,6 +126,9 @@ def policy_explain(ctx: click.Context, method: str, path: str, user_name: str | 
     (file and line) that decided it. PATH is written as a browser would send it."""
     if sum(bool(x) for x in (user_name, roles is not None, anonymous)) > 1:
         fail("give at most one of --user, --roles and --anonymous", 2)
+    from gateway.policy.analysis import explain
+    from gateway.policy.loader import PolicyError, load_policy
+
     folder, case_insensitive, allow_params, settings = _policy_settings(ctx, directory)
     try:
         loaded = load_policy(folder, case_insensitive=case_insensitive)

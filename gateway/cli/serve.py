@@ -7,7 +7,6 @@ import asyncio
 import click
 
 from gateway.cli.common import config_option, exit_with_problems, fail, opened_stores, settings_from
-from gateway.policy import PolicyError, load_policy
 from gateway.store.base import StoreError
 
 __all__ = ["serve"]
@@ -19,6 +18,7 @@ __all__ = ["serve"]
 def serve(ctx: click.Context) -> None:
     """Run the gateway (listens on [server] host:port, forwards to [upstream] url)."""
     settings = settings_from(ctx, require_secret=True)
+    from gateway.policy.loader import PolicyError, load_policy
     from gateway.server import configure_logging
     from gateway.server import serve as run_server
 

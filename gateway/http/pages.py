@@ -10,9 +10,10 @@ text and anything taken from a request are shown as text, never as HTML.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, Template, select_autoescape
+from jinja2 import Environment, PackageLoader, select_autoescape
 
 from gateway.clock import format_human_time
 from gateway.config import UiSettings
@@ -61,28 +62,36 @@ def describe_agent(user_agent: str | None) -> str:
     return f"{browser} on {system}" if system else browser
 
 
+@functools.cache
+def _environment() -> Environment:
+    """The one template environment of the process: the templates compile once (tens of
+    milliseconds each), on first use, however many ``[ui]`` configurations render them (the
+    ``ui`` of a page is in its context, not in the environment)."""
+    environment = Environment(
+        loader=PackageLoader("gateway", "web/templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        auto_reload=False,  # templates are part of the release: no stat() per page
+        enable_async=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["when"] = format_human_time
+    environment.filters["agent"] = describe_agent
+    return environment
+
+
 class Pages:
     """Every gateway page for one ``[ui]`` configuration."""
 
     def __init__(self, ui: UiSettings | None = None) -> None:
         self.ui = ui or UiSettings()
-        environment = Environment(
-            loader=PackageLoader("gateway", "web/templates"),
-            autoescape=select_autoescape(default=True, default_for_string=True),
-            auto_reload=False,  # templates are part of the release: no stat() per page
-            enable_async=False,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        environment.filters["when"] = format_human_time
-        environment.filters["agent"] = describe_agent
-        environment.globals["ui"] = self.ui
-        self._templates: dict[str, Template] = {name: environment.get_template(name) for name in TEMPLATES}
         self.headers = page_headers(self.ui)
         self._error_pages: dict[tuple[int, str, str], bytes] = {}
 
     def render(self, template: str, **context: Any) -> bytes:
-        return self._templates[template].render(**context).encode("utf-8")
+        if template not in TEMPLATES:
+            raise KeyError(template)
+        return _environment().get_template(template).render(context, ui=self.ui).encode("utf-8")
 
     def error_page(self, status: int, title: str, message: str, user: str | None = None,
                    switch_url: str | None = None) -> bytes:

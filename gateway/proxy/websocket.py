@@ -143,7 +143,7 @@ class WebSocketRelay:
                 finally:
                     metrics.websockets_open.dec()
                 if end.upstream is not None:
-                    await upstream.close(*end.upstream)
+                    await _close_draining(upstream, *end.upstream)
             finally:
                 await _close_quietly(upstream)
         except GatewayError as exc:
@@ -333,9 +333,31 @@ async def _watch(admitted: Admitted) -> _End:
             return _End(client=(POLICY_VIOLATION, reason), upstream=(POLICY_VIOLATION, reason))
 
 
+async def _close_draining(upstream: ClientConnection, code: int = NORMAL, reason: str = "") -> None:
+    """The closing handshake with the app, reading (and dropping) what it still sends meanwhile.
+
+    The upstream leg reads ahead one message at most (max_queue=1) and then stops reading the
+    socket; once the relay no longer takes messages, an app that keeps sending (a kernel's status
+    messages, a feed) would leave its close frame unread behind them, and close() would wait its
+    whole close_timeout (10 s) for it: a client gone, or a gateway stopping, held a relay that long.
+    """
+    drain = asyncio.create_task(_discard(upstream))
+    try:
+        await upstream.close(code, reason)
+    finally:
+        drain.cancel()
+        await asyncio.gather(drain, return_exceptions=True)
+
+
+async def _discard(upstream: ClientConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        async for _ in upstream:
+            pass
+
+
 async def _close_quietly(upstream: ClientConnection) -> None:
     try:
-        await upstream.close()
+        await _close_draining(upstream)
     except asyncio.CancelledError:
         upstream.transport.abort()
         raise

@@ -144,8 +144,7 @@ def datasette(datasette_env: envs.App, tmp_path_factory: pytest.TempPathFactory)
 
 def start_gateway(directory: Path, upstream: AppProcess, policy: str) -> Gateway:
     instance = write_gateway(directory, upstream.url, policy=policy)
-    for name, roles in USERS.items():
-        instance.add_user(name, roles)
+    instance.add_users(USERS)
     instance.start()
     return instance
 

@@ -86,8 +86,7 @@ def jupyter(jupyterlab_env: envs.App, tmp_path_factory: pytest.TempPathFactory) 
 def gateway(jupyter: Jupyter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """The gateway in front of JupyterLab with its default configuration: nothing Jupyter-specific."""
     instance = write_gateway(tmp_path_factory.mktemp("jupyterlab-gateway"), jupyter.app.url, policy=POLICY)
-    for name, roles in USERS.items():
-        instance.add_user(name, roles)
+    instance.add_users(USERS)
     instance.start()
     yield instance
     instance.stop()
@@ -188,6 +187,14 @@ def test_revoking_the_session_closes_kernel_and_terminal_sockets(gateway: Gatewa
              if any(kind in url for _, url in live)}
     assert kinds == {"/api/kernels/", "/terminals/websocket/", "/api/events/subscribe"}, live
 
+    # JupyterLab saves its layout (the open tabs) a moment after it changes, and the page reopened
+    # below restores the notebook and the terminal from it: the revocation waits for that save, or
+    # the save meets the revocation (401) and there is nothing to reconnect to.
+    def layout_saved() -> bool:
+        data = httpx.get(jupyter.app.url + "/lab/api/workspaces/ben", timeout=5).json().get("data", {})
+        return any(key.startswith("terminal:") for key in data) and any(key.startswith("notebook:") for key in data)
+
+    wait_until(layout_saved, "JupyterLab's saved layout with the notebook and the terminal", timeout=20)
     revoked_at = page.evaluate("() => Date.now()")
     started = time.monotonic()
     result = gateway.cli("sessions", "revoke", "--user", "ben")

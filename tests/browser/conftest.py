@@ -97,8 +97,7 @@ def gateway(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """A gateway with its own [ui] branding; a 1 s upstream read timeout makes ?sleep=3 a 504."""
     instance = write_gateway(tmp_path_factory.mktemp("browser-gateway"), upstream.url, policy=BROWSER_POLICY,
                              settings={"ui": UI, "upstream": {"read_timeout": "1s"}})
-    for name, roles in BROWSER_USERS.items():
-        instance.add_user(name, roles)
+    instance.add_users(BROWSER_USERS)
     instance.start()
     yield instance
     instance.stop()

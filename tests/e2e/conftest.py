@@ -20,8 +20,7 @@ def upstream() -> Iterator[Upstream]:
 def gateway(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """The shared gateway: default policy, users alice (admin), bob (staff), carol (analyst), dave (staff)."""
     instance = write_gateway(tmp_path_factory.mktemp("gateway"), upstream.url)
-    for name, roles in USERS.items():
-        instance.add_user(name, roles)
+    instance.add_users(USERS)
     instance.start()
     yield instance
     instance.stop()
@@ -53,8 +52,7 @@ class _Maker:
         kwargs = {"policy": policy} if policy is not None else {}
         instance = write_gateway(self.folder / f"gw{len(self.started)}", upstream_url or self.upstream.url,
                                  settings=settings, **kwargs)  # type: ignore[arg-type]
-        for name, roles in (users or {}).items():
-            instance.add_user(name, roles)
+        instance.add_users(users or {})
         self.started.append(instance)
         if start:
             instance.start()

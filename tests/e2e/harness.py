@@ -5,6 +5,8 @@ Readiness is polled (TCP connect, then /.gateway/healthz); nothing sleeps to syn
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import os
 import re
 import secrets
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +155,15 @@ class Gateway:
         result = self.cli("users", "add", name, "--roles", roles, "--password-stdin", stdin=password + "\n")
         assert result.returncode == 0, result.stderr
 
+    def add_users(self, users: dict[str, str], password: str = PASSWORD) -> None:
+        """Users a test starts from ({name: "role,role"}): what `gateway users add` does for each (the
+        same settings, stores, Accounts.add and "user.added" audit event), in this process: a command
+        process per user cost ~0.3 s of CPU, for fixtures only. tests/e2e/test_cli.py runs the command."""
+        if users:
+            # In a thread of its own: the caller may be inside an event loop (Playwright's sync API).
+            with ThreadPoolExecutor(max_workers=1) as thread:
+                thread.submit(asyncio.run, _add_users(self.config, users, password)).result()
+
     def start(self) -> None:
         with self.log_path.open("ab") as log:  # the child has its own copy of the descriptor
             self.process = subprocess.Popen([PYTHON, "-m", "gateway", "serve", "--config", str(self.config)],
@@ -260,3 +272,31 @@ USER_AGENT = f"python-httpx/{httpx.__version__}".encode()
 def raw_get(port: int, target: bytes, headers: bytes = b"", method: bytes = b"GET") -> tuple[int, dict[str, str], bytes]:
     return raw_request(port, method + b" " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                        + b"User-Agent: " + USER_AGENT + b"\r\n" + headers + b"\r\n")
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+async def _add_users(config: Path, users: dict[str, str], password: str) -> None:
+    from gateway.auth.accounts import Accounts, parse_roles
+    from gateway.auth.passwords import Passwords
+    from gateway.config import load_settings
+    from gateway.observe.audit import Audit
+    from gateway.store import open_stores
+
+    settings = load_settings(config)
+    stores = open_stores(settings.store)
+    await stores.open()
+    try:
+        accounts = Accounts(stores, Passwords(settings.passwords))
+        trail = Audit(stores.audit)
+        for name, roles in users.items():
+            added = await accounts.add(name, password, parse_roles(roles))
+            trail.record("user.added", by="cli", operator=_operator(), user=added.name, roles=list(added.roles))
+        await trail.flush()
+    finally:
+        await stores.close()

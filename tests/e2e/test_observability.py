@@ -76,8 +76,7 @@ def access_line(gateway: Gateway, request_id: str) -> dict[str, Any]:
 def observed(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway of its own, so counts here move only with this module's requests."""
     instance = write_gateway(tmp_path_factory.mktemp("observed"), upstream.url)
-    for name in ("alice", "ivy", "olga"):
-        instance.add_user(name, "admin" if name == "alice" else "staff")
+    instance.add_users({name: "admin" if name == "alice" else "staff" for name in ("alice", "ivy", "olga")})
     instance.start()
     yield instance
     instance.stop()

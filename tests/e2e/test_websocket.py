@@ -58,8 +58,7 @@ def ws_upstream() -> Iterator[Upstream]:
 def ws_gateway(ws_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     instance = write_gateway(tmp_path_factory.mktemp("wsgw"), ws_upstream.url,
                              settings={"upstream": {"websocket_max_message": "4MiB"}})
-    for name, roles in USERS.items():
-        instance.add_user(name, roles)
+    instance.add_users(USERS)
     instance.start()
     yield instance
     instance.stop()
@@ -261,6 +260,50 @@ def test_client_close_closes_the_upstream_with_its_code(ws_gateway: Gateway, ws_
         assert socket.recv(timeout=5) == "hi"
         socket.close(4000, "bye")
     assert upstream_close(ws_upstream, path) == [4000, "bye"]
+
+
+def stop_reading(ws: ClientConnection) -> None:
+    """Let the chatter back up: this client's queue, then the gateway's relay, then its leg to the app."""
+    ws.send("chatter")
+    assert ws.recv(timeout=5) == "chatter"
+    time.sleep(0.5)
+
+
+def test_a_client_leaving_a_chattering_app_ends_its_relay_at_once(ws_gateway: Gateway, ws_upstream: Upstream,
+                                                                   alice: str) -> None:
+    # The app keeps sending after the browser went (a kernel's output): the relay's closing handshake
+    # with it reads past what it still sends, instead of waiting the upstream client's 10 s close
+    # timeout with the app's close frame unread behind it (JupyterLab's kernel sockets did).
+    from tests.e2e.test_observability import access_line
+
+    path = f"/chat/chatter-leaving-{secrets.token_hex(4)}"
+    request_id = f"ws-chatter-{secrets.token_hex(4)}"
+    with open_socket(ws_gateway, path, alice, headers={"X-Request-ID": request_id}, max_queue=1) as ws:
+        stop_reading(ws)
+        left = time.monotonic()
+        ws.socket.shutdown(socket.SHUT_RDWR)  # the tab is gone: no closing handshake from the browser
+    line = access_line(ws_gateway, request_id)  # written as the relay ends
+    took = time.monotonic() - left
+    assert took < 3, f"the relay ended {took:.1f} s after the client left"
+    assert line["status"] == 101
+    assert upstream_close(ws_upstream, path) is not None  # a closing handshake, not a dropped connection
+
+
+def test_a_stopping_gateway_closes_its_relays_at_once(make_gateway: Any, ws_upstream: Upstream) -> None:
+    # Uvicorn tells every open socket the server is going (1012); the relay closes the app's side at
+    # once too, so the gateway exits without waiting out its graceful-shutdown timeout.
+    gateway: Gateway = make_gateway(upstream_url=ws_upstream.url)
+    path = f"/public/chatter-stopping-{secrets.token_hex(4)}"
+    # This client reads everything (a browser does): only the app's side can hold the gateway up.
+    with open_socket(gateway, path, max_queue=None) as ws:
+        ws.send("chatter")
+        assert ws.recv(timeout=5) == "chatter"
+        time.sleep(0.3)
+        started = time.monotonic()
+        gateway.stop()
+        took = time.monotonic() - started
+    assert took < 5, f"the gateway took {took:.1f} s to stop with a relay open"
+    assert upstream_close(ws_upstream, path) == [1012, ""]
 
 
 def test_upstream_close_closes_the_client_with_its_code(ws_gateway: Gateway, alice: str) -> None:

@@ -4,6 +4,8 @@
 Every message is echoed back, except:
   "headers?"        -> JSON {"path": ..., "headers": [[name, value], ...]} of this socket's handshake
   "close CODE WHY"  -> the upstream closes the socket with CODE and reason WHY
+  "chatter"         -> "chatter", then bursts of 50 messages of 4 KiB every 10 ms until the socket
+                       closes (a kernel's output, a live feed): a client that stops reading backs them up
 
 A socket whose path contains "/stall" is an app that stops reading: nothing is read from it until
 a plain `GET /_resume`, so meanwhile whatever the gateway sends it waits in the gateway; after that
@@ -64,6 +66,8 @@ async def handler(connection: ServerConnection) -> None:
                 await connection.send(json.dumps({"path": request.path, "headers": list(request.headers.raw_items())}))
             elif isinstance(message, str) and message.startswith("send bytes "):
                 await connection.send(b"y" * int(message.split()[2]))  # an app sending a message this big
+            elif message == "chatter":
+                chatter.add(asyncio.create_task(_chatter(connection)))
             elif isinstance(message, str) and message.startswith("close "):
                 _, code, reason = message.split(" ", 2)
                 await connection.close(int(code), reason)
@@ -75,6 +79,21 @@ async def handler(connection: ServerConnection) -> None:
         stats["open"] -= 1
         received = connection.protocol.close_rcvd
         stats["closed"][request.path] = [received.code, received.reason] if received else None
+
+
+chatter: set[asyncio.Task[None]] = set()
+TICK = "t" * 4096
+
+
+async def _chatter(connection: ServerConnection) -> None:
+    try:
+        await connection.send("chatter")
+        while True:
+            for _ in range(50):
+                await connection.send(TICK)
+            await asyncio.sleep(0.01)
+    except ConnectionClosed:
+        pass
 
 
 async def main(port: int) -> None:

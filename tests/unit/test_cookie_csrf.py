@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.auth.cookie import SessionCookie, cookie_value
+from gateway.auth.cookie import SALT, SessionCookie, cookie_value
 from gateway.auth.csrf import Csrf, origin_allowed
 
 KEY = "s" * 48
@@ -16,6 +16,18 @@ def test_cookie_round_trip_and_forgery() -> None:
     assert SessionCookie("t" * 48, "gateway_session", 3600).load(token) is None  # other key
     for bad in ("", "garbage", token[:-2] + "xx", token + "x", "x" * 1000, "a.b.c", "\u00e9.\u00e9.\u00e9"):
         assert codec.load(bad) is None
+
+
+def test_cookie_is_quart_auths_own_format() -> None:
+    # The codec builds Quart-Auth's serializer from itsdangerous (no Quart import on the admission
+    # path or in the CLI); a cookie either writes, the other reads, with the same key and salt.
+    from quart_auth import QuartAuth
+
+    quart_auth = QuartAuth.serializer_class(KEY, SALT)
+    codec = SessionCookie(KEY, "gateway_session", 3600)
+    assert codec.load(str(quart_auth.dumps("abc_DEF-123"))) == "abc_DEF-123"
+    assert quart_auth.loads(codec.dump("xyz"), max_age=3600) == "xyz"
+    assert SessionCookie(KEY, "gateway_session", 3600).load(str(QuartAuth.serializer_class(KEY, "x").dumps("a"))) is None
 
 
 @pytest.mark.parametrize(("header", "expected"), [

@@ -204,13 +204,17 @@ def _check_properties(target: str, allow_params: bool) -> None:
     assert lenient_upstream(target, 1).casefold() == result.decision.casefold()
 
 
-@settings(max_examples=3000, deadline=None)
+# The default tier's example count; test_paths_slow.py (-m slow) runs the same properties with 100,000.
+EXAMPLES = settings(max_examples=500, deadline=None)
+
+
+@EXAMPLES
 @given(targets)
 def test_properties_default(target: str) -> None:
     _check_properties(target, allow_params=False)
 
 
-@settings(max_examples=3000, deadline=None)
+@EXAMPLES
 @given(targets)
 def test_properties_with_params(target: str) -> None:
     _check_properties(target, allow_params=True)

@@ -281,9 +281,17 @@ paths = st.lists(st.sampled_from(["a", "b", "c"]), max_size=5).map(lambda s: "/"
 ).map(lambda s: "/" + "/".join(s) + "/")
 
 
-@settings(max_examples=1500, deadline=None)
+# The default tier's example count; test_patterns_slow.py (-m slow) runs these properties with 20,000 each.
+EXAMPLES = settings(max_examples=300, deadline=None)
+
+
+@EXAMPLES
 @given(st.lists(patterns, max_size=12, unique=True), paths)
 def test_trie_agrees_with_brute_force(texts: list[str], path: str) -> None:
+    check_trie(texts, path)
+
+
+def check_trie(texts: list[str], path: str) -> None:
     matching = [t for t in texts if parse_pattern(t).matches(path)]
     found = Matcher([rule(t) for t in texts]).lookup(path)
     if not matching:
@@ -329,17 +337,25 @@ def reference_match(text: str, path: str, case_insensitive: bool) -> bool:
     return re.fullmatch(regex, path) is not None
 
 
-@settings(max_examples=1500, deadline=None)
+@EXAMPLES
 @given(prefix_patterns, prefix_paths, st.booleans())
 def test_prefix_match_agrees_with_a_regular_expression(text: str, path: str, case_insensitive: bool) -> None:
+    check_prefix_match(text, path, case_insensitive)
+
+
+def check_prefix_match(text: str, path: str, case_insensitive: bool) -> None:
     expected = reference_match(text, path, case_insensitive)
     assert parse_pattern(text).matches(path, case_insensitive=case_insensitive) is expected
     assert bool(Matcher([rule(text)], case_insensitive=case_insensitive).lookup(path)) is expected
 
 
-@settings(max_examples=1500, deadline=None)
+@EXAMPLES
 @given(st.lists(prefix_patterns, max_size=12), prefix_paths, st.booleans())
 def test_trie_with_prefixes_agrees_with_brute_force(texts: list[str], path: str, case_insensitive: bool) -> None:
+    check_trie_with_prefixes(texts, path, case_insensitive)
+
+
+def check_trie_with_prefixes(texts: list[str], path: str, case_insensitive: bool) -> None:
     # One rule per distinct pattern, as the loader's conflict check guarantees.
     unique = list({parse_pattern(t).key(case_insensitive): t for t in texts}.values())
     matching = [t for t in unique if reference_match(t, path, case_insensitive)]
