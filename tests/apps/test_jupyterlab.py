@@ -35,7 +35,7 @@ rules:
     roles: [notebook]
 """
 # Each test signs in as its own user: revoking one user's sessions leaves the other tests alone.
-USERS = {"ann": "notebook", "ben": "notebook"}
+USERS = {"ann": "notebook", "ben": "notebook", "cat": "notebook"}
 # The gateway re-checks open sockets every second; "a couple of seconds" is the README's promise.
 REVOCATION_BOUND_MS = 5_000
 
@@ -136,7 +136,7 @@ def test_jupyter_itself_refuses_cross_origin_and_tokenless_writes(jupyter: Jupyt
     assert list(jupyter.notebooks.glob("*.ipynb")) == []
 
 
-def test_notebook_runs_a_cell_saves_and_reopens(gateway: Gateway, jupyter: Jupyter, app_context: Any) -> None:
+def test_notebook_runs_a_cell_and_saves(gateway: Gateway, jupyter: Jupyter, app_context: Any) -> None:
     page = app_context.new_page()
     open_lab(page, gateway, "ann")
     new_notebook_runs(page, "print(6*7)", "42")
@@ -156,13 +156,29 @@ def test_notebook_runs_a_cell_saves_and_reopens(gateway: Gateway, jupyter: Jupyt
     assert "".join(saved["cells"][0]["outputs"][0]["text"]) == "42\n"
     page.close()
 
-    # Reopen in a new tab of the same browser: everything now comes from the server, through the gateway.
+
+# A notebook as JupyterLab saves one after running print(6*7) (see the test above, which checks that
+# the browser's save writes exactly this source and output).
+SAVED_NOTEBOOK = {
+    "cells": [{"cell_type": "code", "execution_count": 1, "id": "c0ffee00", "metadata": {},
+               "outputs": [{"name": "stdout", "output_type": "stream", "text": ["42\n"]}],
+               "source": ["print(6*7)"]}],
+    "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+def test_a_saved_notebook_reopens_with_its_output(gateway: Gateway, jupyter: Jupyter, app_context: Any) -> None:
+    # Everything comes from the server, through the gateway: the notebook, its output, its kernel.
+    (jupyter.notebooks / "reopened.ipynb").write_text(json.dumps(SAVED_NOTEBOOK))
     page = app_context.new_page()
-    page.goto(gateway.url + workspace("ann") + "/tree/answer.ipynb")
+    page.goto(gateway.url + workspace("cat") + "/tree/reopened.ipynb")
+    sign_in(page, "cat")
     notebook = page.locator(".jp-NotebookPanel", has=page.locator(".jp-OutputArea-output"))
     expect(notebook.locator(".jp-OutputArea-output").first).to_have_text("42")
     expect(notebook.locator(".jp-InputArea-prompt").first).to_have_text("[1]:")  # the saved run, not a new one
     expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
+    assert kernel_sockets(page, gateway), f"no kernel WebSocket through the gateway: {sockets(page)}"
     screenshot(page, "apps-jupyterlab-2-reopened")
 
 
