@@ -13,10 +13,10 @@ validity never depends on whether, or when, the write happens. A failed write is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 
+from gateway.background import BackgroundTask
 from gateway.store.base import SessionStore
 
 log = logging.getLogger("gateway.sessions")
@@ -41,7 +41,7 @@ class IdleClock:
         # that read the row just before the write committed must still see the refresh.
         self._noted: dict[str, float] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("idle-clock-writer", self._run)
 
     def note(self, id_hash: str, now: float) -> None:
         """The session was used at ``now``: store it soon (no I/O here)."""
@@ -82,15 +82,11 @@ class IdleClock:
                     del self._pending[id_hash]
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="idle-clock-writer")
+        self._task.start()
 
     async def stop(self) -> None:
         """At shutdown: one last attempt to store what is noted; a failure is only logged."""
-        if self._task is not None:
-            task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._task.stop()
         try:
             await self.flush()
         except Exception as exc:

@@ -9,12 +9,12 @@ session hash prefixes, reasons. Never a password, a cookie or a full session id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sys
 from typing import Any
 
+from gateway.background import BackgroundTask
 from gateway.clock import Clock, format_time, system_clock
 from gateway.store.base import AuditRecord, AuditStore
 
@@ -57,7 +57,7 @@ class Audit:
         self._clock = clock
         self._pending: list[AuditRecord] = []
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("audit-writer", self._run)
         self.dropped = 0
         self._recent: dict[str, tuple[float, int]] = {}
 
@@ -95,13 +95,10 @@ class Audit:
             del self._pending[: len(batch)]  # only once stored: a failed write is retried
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="audit-writer")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.stop()
         await self.flush()
 
     async def _run(self) -> None:

@@ -17,7 +17,6 @@ worker, the server process keeps its own ``Keeper`` and no channel is needed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import mmap
 import os
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.background import BackgroundTask, every
 from gateway.policy.loader import PolicyError, parse_policy
 from gateway.policy.model import Policy
 from gateway.policy.snapshot import Snapshot, decode_snapshot, encode_snapshot
@@ -154,28 +154,18 @@ class Follower:
         self._current = policy_of(first)
         self._on_change = on_change
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        # Keep following; the policy in force stays until a snapshot loads.
+        self._task = BackgroundTask("policy-follower", every(interval, self.check, log, "cannot load the published policy"))
 
     @property
     def current(self) -> Accepted:
         return self._current
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="policy-follower")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.check()
-            except Exception:  # keep following; the policy in force stays until a snapshot loads
-                log.exception("cannot load the published policy")
+        await self._task.stop()
 
     async def check(self) -> bool:
         """Take the newest snapshot if the serial moved; True when one was taken."""

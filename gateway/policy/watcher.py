@@ -9,12 +9,12 @@ published by one reference assignment: a request is decided by one whole policy,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.background import BackgroundTask, every
 from gateway.policy.loader import PolicyError, load_policy
 from gateway.policy.model import Policy
 
@@ -59,24 +59,14 @@ class PolicyWatcher:
         self._on_failed = on_failed
         self._interval = interval
         self._seen: Fingerprint | str | None = _UNSEEN if compare_first else fingerprint(directory)
-        self._task: asyncio.Task[None] | None = None
+        # The watcher must outlive any surprise; the last good policy stays in force meanwhile.
+        self._task = BackgroundTask("policy-watcher", every(interval, self.check, log, "policy watcher error"))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="policy-watcher")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.check()
-            except Exception:  # the watcher must outlive any surprise; the last good policy stays
-                log.exception("policy watcher error")
+        await self._task.stop()
 
     async def check(self) -> bool:
         """Reload if the folder changed; True when a reload was attempted."""

@@ -22,7 +22,7 @@ PACKAGE = ROOT / "gateway"
 # import its own part, and parts of a strictly lower rank; parts of one rank never import each other.
 RANKS: dict[str, int] = {
     # 0 core
-    "clock": 0, "durations": 0, "errors": 0,
+    "background": 0, "clock": 0, "durations": 0, "errors": 0,
     "config": 1, "policy": 1,
     # 1 state
     "store": 2,
