@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 import ssl
+from collections.abc import Iterator
 
+import pytest
 from httpx._transports import default as httpx_transports
+
+from tests.servers import PostgresServer, RedisServer
 
 # Every httpx client builds a TLS context with the CA bundle loaded (~30 ms of CPU), even for an
 # http:// URL, and the suite makes thousands of clients (a fresh connection per request, a client per
@@ -27,3 +31,18 @@ def _shared_context(verify: ssl.SSLContext | str | bool = True, cert: object = N
 
 
 httpx_transports.create_ssl_context = _shared_context  # type: ignore[assignment]
+
+
+# One throwaway server of each kind per pytest process (each xdist worker has its own), started the
+# first time a test asks for it. Tests take a fresh database (``postgres_server.create_database()``)
+# or flush Redis, so nothing leaks between them.
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with PostgresServer.running() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer.running() as server:
+        yield server
