@@ -35,7 +35,7 @@ def serve(ctx: click.Context) -> None:
     except StoreError as exc:
         urls = {settings.store.users, settings.store.sessions}
         keys = "store.path" if urls == {f"sqlite:///{settings.store.path}"} else "store.users/store.sessions"
-        fail(f"{keys}: {exc}")
+        fail(f"{keys}: {exc}", code=2)  # unusable as configured: the operator must change something
 
     try:
         # Checked here, once, where a bad policy is one clear line (a worker would crash on it).

@@ -12,14 +12,16 @@ import os
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from gateway.durations import parse_duration
 
 __all__ = [
     "MAX_AUTO_WORKERS",
     "MAX_LOGO_URL",
+    "SESSION_STORE_SCHEMES",
     "SQLITE_URL",
+    "USER_STORE_SCHEMES",
     "Network",
     "Parser",
     "boolean",
@@ -36,12 +38,14 @@ __all__ = [
     "optional_string",
     "optional_text",
     "origin",
+    "redacted_url",
     "seconds",
+    "session_store_url",
     "size_in",
-    "store_url",
     "string",
     "strip_headers",
     "text",
+    "user_store_url",
     "workers",
 ]
 
@@ -87,24 +91,72 @@ def optional_string(value: Any) -> str | None:
 
 
 SQLITE_URL = "sqlite:///"
-# Schemes a later release opens (PostgreSQL users, Redis sessions): named in the error.
-LATER_STORE_SCHEMES = ("postgresql", "postgres", "redis", "rediss")
+USER_STORE_SCHEMES = ("sqlite", "postgresql", "postgres")
+SESSION_STORE_SCHEMES = ("sqlite", "redis", "rediss")
+_EXAMPLES = {"sqlite": "sqlite:///PATH", "postgresql": "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+             "postgres": "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+             "redis": "redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P]",
+             "rediss": "rediss://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P]"}
 
 
-def store_url(value: Any) -> str | None:
-    """A store URL, checked as far as can be without opening it: only ``sqlite:///PATH`` in this
-    release (a relative PATH is relative to the config file's folder, ``sqlite:////abs`` absolute)."""
+def redacted_url(url: str) -> str:
+    """The URL with any password replaced by ``***``: what error messages and logs may show."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _store_url(value: Any, schemes: tuple[str, ...], holds: str) -> str | None:
     text = optional_string(value)
     if text is None:
         return None
-    if text.startswith(SQLITE_URL):
-        if len(text) == len(SQLITE_URL) or "?" in text or "#" in text:
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme not in schemes:
+        expected = " or ".join(dict.fromkeys(_EXAMPLES[s] for s in schemes))
+        shown = redacted_url(text) if scheme else repr(text)
+        if scheme in _EXAMPLES:
+            raise ValueError(f"{scheme}:// cannot hold {holds}: expected {expected}")
+        raise ValueError(f"{shown}: not a store URL: expected {expected}")
+    if scheme == "sqlite":
+        if not text.startswith(SQLITE_URL) or len(text) == len(SQLITE_URL) or "?" in text or "#" in text:
             raise ValueError(f"{text!r}: expected sqlite:///PATH (a file, without ?options)")
         return text
-    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
-    if scheme in LATER_STORE_SCHEMES:
-        raise ValueError(f"{scheme}:// stores are not available yet in this release: use sqlite:///PATH")
-    raise ValueError(f"{text!r}: not a store URL: expected sqlite:///PATH")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises on a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"{scheme}://...: {exc}") from None  # the text may hold a password
+    shown = redacted_url(text)
+    if not parts.hostname:
+        raise ValueError(f"{shown}: no host: expected {_EXAMPLES[scheme]}")
+    if parts.fragment:
+        raise ValueError(f"{shown}: a store URL has no #fragment")
+    if scheme.startswith("postgres"):
+        if not parts.path.strip("/"):
+            raise ValueError(f"{shown}: no database name: expected {_EXAMPLES[scheme]}")
+    else:
+        db = parts.path.strip("/")
+        if db and not (db.isdigit() and int(db) < 16):
+            raise ValueError(f"{shown}: the Redis database must be a number from 0 to 15")
+        unknown = sorted({key for key, _ in parse_qsl(parts.query, keep_blank_values=True)} - {"prefix"})
+        if unknown:
+            raise ValueError(f"{shown}: unknown option {unknown[0]!r} (only ?prefix=)")
+    del port  # only checked
+    return text
+
+
+def user_store_url(value: Any) -> str | None:
+    """``[store] users``: sqlite:///PATH (relative to the config file's folder, ``sqlite:////abs``
+    absolute) or postgresql://..., checked as far as can be without connecting."""
+    return _store_url(value, USER_STORE_SCHEMES, "users")
+
+
+def session_store_url(value: Any) -> str | None:
+    """``[store] sessions``: sqlite:///PATH or redis://..., checked without connecting."""
+    return _store_url(value, SESSION_STORE_SCHEMES, "sessions")
 
 
 def duration(value: Any) -> int:

@@ -132,11 +132,13 @@ KEYS: tuple[Key, ...] = (
 
     Key("store", "path", p.string, "var/gateway.db", init=True,
         help="Users, sessions and the audit trail (SQLite). Keep it on persistent storage; back it up."),
-    Key("store", "users", p.store_url, None, example="sqlite:///var/gateway.db",
-        help='Where users and the audit trail live, as a URL (default: the file at path above).\n'
-             'sqlite:///PATH is relative to this file\'s folder; sqlite:////PATH is absolute.'),
-    Key("store", "sessions", p.store_url, None, example="sqlite:///var/gateway.db",
-        help="Where sessions and sign-in throttle counters live, as a URL (default: the file at path above)."),
+    Key("store", "users", p.user_store_url, None, example="postgresql://gateway@db.internal/gateway",
+        help='Where users and the audit trail live, as a URL (default: the file at path above):\n'
+             'sqlite:///PATH (relative to this file\'s folder; sqlite:////PATH is absolute) or\n'
+             'postgresql://USER:PASSWORD@HOST:PORT/DATABASE to share them between machines.'),
+    Key("store", "sessions", p.session_store_url, None, example="redis://redis.internal:6379/0",
+        help='Where sessions and sign-in throttle counters live (default: the file at path above):\n'
+             'sqlite:///PATH, or redis://[:PASSWORD@]HOST:PORT/DB[?prefix=gateway:] to share them.'),
 
     Key("policy", "dir", p.string, "policies", init=True,
         help="Every *.yaml file in this folder; edits take effect within 2 seconds. Check: gateway policy check"),

@@ -14,7 +14,7 @@ from gateway.store.base import (
     User,
 )
 from gateway.store.cache import SessionCache, SignedIn
-from gateway.store.stores import Stores, open_store, open_stores
+from gateway.store.stores import Stores, open_session_store, open_stores, open_user_store
 
 __all__ = [
     "AuditRecord",
@@ -30,6 +30,7 @@ __all__ = [
     "Stores",
     "UnknownUser",
     "User",
-    "open_store",
+    "open_session_store",
     "open_stores",
+    "open_user_store",
 ]

@@ -1,9 +1,15 @@
-"""Stores opened from URLs: ``open_store(url)`` for one backend, ``open_stores(settings)`` for what
-a gateway process (or a command) uses, gathered in ``Stores`` with the session cache over them.
+"""Stores opened from URLs: ``open_user_store(url)`` and ``open_session_store(url)`` for one
+backend each, ``open_stores(settings)`` for what a gateway process (or a command) uses, gathered in
+``Stores`` with the session cache over them.
 
-``[store] users`` and ``[store] sessions`` are URLs; only ``sqlite:///PATH`` exists in this
-release (PostgreSQL users and Redis sessions come next). With neither set, ``[store] path`` is both
-(one SQLite file): the settings turn it into the two URLs. Two URLs naming one file open it once.
+``[store] users`` is ``sqlite:///PATH`` or ``postgresql://...``; ``[store] sessions`` is
+``sqlite:///PATH`` or ``redis://...``. With neither set, ``[store] path`` is both (one SQLite file):
+the settings turn it into the two URLs. Two URLs naming one file open it once.
+
+Every process of one machine that uses the same settings shares one change counter (store/feed.py),
+beside ``[store] path`` also when the stores are servers: a change made by any worker or command
+on this machine is then in force on every worker before it returns, not only within the servers'
+own notification delay. The PostgreSQL and Redis drivers are imported only when such a URL is used.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from gateway.config.parsers import redacted_url
 from gateway.store.base import (
     AuditStore,
     ChangeFeed,
@@ -24,18 +31,21 @@ from gateway.store.base import (
     UserStore,
 )
 from gateway.store.cache import SessionCache
-from gateway.store.feed import CombinedFeed
+from gateway.store.feed import CombinedFeed, counter_path
 from gateway.store.sqlite import SqliteStore
 
-__all__ = ["StoreUrls", "Stores", "open_store", "open_stores", "sqlite_url"]
+__all__ = ["StoreUrls", "Stores", "open_session_store", "open_stores", "open_user_store", "sqlite_url"]
 
 SQLITE = "sqlite:///"
-LATER = ("postgresql://", "postgres://", "redis://", "rediss://")
+POSTGRES = ("postgresql://", "postgres://")
+REDIS = ("redis://", "rediss://")
 
 
 class StoreUrls(Protocol):
     """What ``open_stores`` reads from the settings (config's StoreSettings)."""
 
+    @property
+    def path(self) -> Path: ...
     @property
     def users(self) -> str: ...
     @property
@@ -47,15 +57,43 @@ def sqlite_url(path: Path) -> str:
     return SQLITE + str(path)
 
 
-def open_store(url: str) -> SqliteStore:
-    """The backend ``url`` names, not connected yet (``await store.open()``). Raises StoreError
-    with one line for a URL this release cannot open."""
+def _sqlite(url: str) -> SqliteStore | None:
     if url.startswith(SQLITE) and len(url) > len(SQLITE):
         return SqliteStore(Path(url[len(SQLITE):]))
-    scheme = url.split(":", 1)[0] if ":" in url else url
-    if url.startswith(LATER):
-        raise StoreError(f"{scheme}:// stores are not available yet in this release (sqlite:///PATH only)")
-    raise StoreError(f"{url!r}: not a store URL (sqlite:///PATH)")
+    return None
+
+
+def _not_a_store(url: str, expected: str) -> StoreError:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme:
+        return StoreError(f"{scheme}:// cannot be opened here: expected {expected}")
+    return StoreError(f"{redacted_url(url)!r}: not a store URL: expected {expected}")
+
+
+def open_user_store(url: str, *, counter: Path | None = None) -> UserBackend:
+    """The user store ``url`` names, not connected yet (``await store.open()``). ``counter``: the
+    machine's shared change counter (SQLite keeps its own beside its file). Raises StoreError with
+    one line for a URL it cannot open."""
+    store = _sqlite(url)
+    if store is not None:
+        return store
+    if url.startswith(POSTGRES):
+        from gateway.store.postgres import PostgresUserStore
+
+        return PostgresUserStore(url, counter=counter)
+    raise _not_a_store(url, "sqlite:///PATH or postgresql://...")
+
+
+def open_session_store(url: str, *, counter: Path | None = None) -> SessionBackend:
+    """The session store ``url`` names, not connected yet, as ``open_user_store``."""
+    store = _sqlite(url)
+    if store is not None:
+        return store
+    if url.startswith(REDIS):
+        from gateway.store.redis_sessions import RedisSessionStore
+
+        return RedisSessionStore(url, counter=counter)
+    raise _not_a_store(url, "sqlite:///PATH or redis://...")
 
 
 class Stores:
@@ -101,6 +139,9 @@ class Stores:
 
 def open_stores(settings: StoreUrls, *, cache_ttl: float = 0.0, clock: Callable[[], float] = time.monotonic) -> Stores:
     """The stores the settings name, not connected yet (``await stores.open()``)."""
-    users = open_store(settings.users)
-    sessions = users if settings.sessions == settings.users else open_store(settings.sessions)
+    counter = counter_path(settings.path)
+    users = open_user_store(settings.users, counter=counter)
+    if settings.sessions == settings.users:
+        return Stores(users, users, cache_ttl=cache_ttl, clock=clock)  # type: ignore[arg-type]  # one SQLite file
+    sessions = open_session_store(settings.sessions, counter=counter)
     return Stores(users, sessions, cache_ttl=cache_ttl, clock=clock)

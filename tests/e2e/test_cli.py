@@ -139,5 +139,5 @@ def test_readyz_and_healthz(gateway: Gateway) -> None:
 def test_unusable_store_is_one_line_not_a_traceback(fresh: Gateway) -> None:
     # The parent of the store "folder" is a regular file: the store cannot be created.
     result = fresh.cli("serve", env={"GATEWAY_STORE_PATH": str(fresh.config / "gateway.db")})
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith("gateway: store.path:") and "Traceback" not in result.stderr

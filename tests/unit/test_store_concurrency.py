@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.auth.throttle import WINDOW
+from gateway.config import StoreSettings
 from gateway.store import AuditRecord, BackOff, Stores, open_stores
 from gateway.store import sqlite as sqlite_store
 from gateway.store.sqlite import SqliteStore
@@ -25,9 +26,8 @@ TASKS = 16  # per store, all at once
 ROUNDS = 25  # each task's writes, one after another
 
 
-class Urls:
-    def __init__(self, path: Path) -> None:
-        self.users = self.sessions = sqlite_url(path)
+def Urls(path: Path) -> StoreSettings:
+    return StoreSettings(path=path, users=sqlite_url(path), sessions=sqlite_url(path))
 
 
 NEVER_WAIT = BackOff(free=1_000_000, base=1.0, cap=1.0)

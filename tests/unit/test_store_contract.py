@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config import StoreSettings
 from gateway.store import Stores, open_stores
 from gateway.store.stores import sqlite_url
 from tests.unit.store_contract import *  # noqa: F403  (the suite's tests and its clock fixture)
 from tests.unit.store_contract import CACHE_TTL, FakeClock
 
 
-class Urls:
-    def __init__(self, users: Path, sessions: Path) -> None:
-        self.users, self.sessions = sqlite_url(users), sqlite_url(sessions)
+def Urls(users: Path, sessions: Path) -> StoreSettings:
+    return StoreSettings(path=users, users=sqlite_url(users), sessions=sqlite_url(sessions))
 
 
 FACTORIES: dict[str, Callable[[Path, FakeClock], Stores]] = {

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from gateway.store import AuditRecord, StoreError, Stores, StoreUnavailable, open_store, open_stores
+from gateway.config import StoreSettings
+from gateway.store import AuditRecord, StoreError, Stores, StoreUnavailable, open_session_store, open_stores, open_user_store
 from gateway.store.feed import SharedCounter, counter_path
 from gateway.store.sqlite import SqliteStore
 from gateway.store.stores import sqlite_url
@@ -19,9 +20,8 @@ from tests.unit.samples import version_1_store
 from tests.unit.store_contract import CHANGES, check_changed, make_change
 
 
-class Urls:
-    def __init__(self, path: Path) -> None:
-        self.users = self.sessions = sqlite_url(path)
+def Urls(path: Path) -> StoreSettings:
+    return StoreSettings(path=path, users=sqlite_url(path), sessions=sqlite_url(path))
 
 
 async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
@@ -145,12 +145,13 @@ async def test_sqlite_errors_never_leave_the_store(tmp_path: Path) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("postgresql://db/gateway", "not available yet"),
-    ("redis://127.0.0.1:6379/0", "not available yet"),
-    ("mysql://db", "not a store URL"),
-    ("sqlite:///", "not a store URL"),
+@pytest.mark.parametrize(("opener", "url", "message"), [
+    (open_user_store, "redis://127.0.0.1:6379/0", "redis:// cannot be opened here: expected sqlite:///PATH or postgresql://"),
+    (open_session_store, "postgresql://db/gateway", "postgresql:// cannot be opened here: expected sqlite:///PATH or redis://"),
+    (open_user_store, "mysql://u:secret@db", "mysql:// cannot be opened here"),
+    (open_session_store, "sqlite:///", "sqlite:// cannot be opened here"),
 ])
-def test_store_urls_this_release_cannot_open(url: str, message: str) -> None:
-    with pytest.raises(StoreError, match=message):
-        open_store(url)
+def test_store_urls_each_side_cannot_open(opener: Callable[[str], object], url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message) as caught:
+        opener(url)
+    assert "secret" not in str(caught.value)
