@@ -14,6 +14,7 @@ from gateway.cli.init import init
 from gateway.cli.policy import policy
 from gateway.cli.serve import serve
 from gateway.cli.sessions import sessions
+from gateway.cli.store import store
 from gateway.cli.users import users
 
 __all__ = ["main"]
@@ -27,5 +28,5 @@ def main() -> None:
     in front of an unmodified web app."""
 
 
-for command in (init, serve, policy, users, sessions, audit):
+for command in (init, serve, policy, users, sessions, audit, store):
     main.add_command(command)

@@ -119,6 +119,9 @@ class UserStore(Protocol):
     async def set_disabled(self, name: str, disabled: bool) -> None: ...
     # Only the user: the caller tells the session store (Accounts.delete), no cascade is assumed.
     async def delete_user(self, name: str) -> None: ...
+    # `gateway store copy`: users exactly as given (ids, hashes, times), in one transaction; later
+    # add_user ids continue after the highest. DuplicateUser if any name or id is taken.
+    async def import_users(self, users: list[User]) -> None: ...
 
 
 class SessionStore(Protocol):
@@ -144,6 +147,8 @@ class AuditStore(Protocol):
     async def list_audit(
         self, *, user: str | None = None, since: float | None = None, limit: int = 1000
     ) -> list[AuditRecord]: ...
+    # The whole trail oldest first, a page at a time (`gateway store copy`).
+    async def export_audit(self, *, offset: int, limit: int) -> list[AuditRecord]: ...
 
 
 class ThrottleStore(Protocol):

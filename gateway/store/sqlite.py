@@ -332,6 +332,18 @@ class SqliteStore:
         assert cursor.lastrowid is not None
         return User(cursor.lastrowid, name, password_hash, tuple(sorted(roles)), False, now)
 
+    async def import_users(self, users: list[User]) -> None:
+        try:
+            async with self._transaction() as db:
+                await db.executemany(
+                    f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(u.id, u.name, u.password_hash, ",".join(sorted(u.roles)), int(u.disabled), u.created_at,
+                      u.password_changed_at) for u in users],
+                )
+        except _Conflict:
+            raise DuplicateUser("a user of that name or id already exists") from None
+        await self._changed()
+
     async def get_user(self, name: str) -> User | None:
         rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,))
         return _user(rows[0]) if rows else None
@@ -461,6 +473,11 @@ class SqliteStore:
             f" LIMIT ?) ORDER BY time, id",
             (*params, limit),
         )
+        return [AuditRecord(float(r[0]), str(r[1]), r[2], r[3], str(r[4])) for r in rows]
+
+    async def export_audit(self, *, offset: int, limit: int) -> list[AuditRecord]:
+        rows = await self._read("SELECT time, event, user, client, detail FROM audit ORDER BY time, id LIMIT ? OFFSET ?",
+                                (limit, offset))
         return [AuditRecord(float(r[0]), str(r[1]), r[2], r[3], str(r[4])) for r in rows]
 
     # --- sign-in throttling
