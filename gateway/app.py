@@ -153,7 +153,8 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
     access = AccessLog(services.metrics, enabled=settings.log.access, text=settings.log.format == "text")
     gateway = Gateway(app, targets=targets, gate=gate, proxy=proxy,
                       websockets=WebSocketRelay(settings.upstream, rules, services.metrics, refusals),
-                      refusals=refusals, proxies=proxies, access=access, max_body_size=settings.server.max_body_size)
+                      refusals=refusals, proxies=proxies, access=access, max_body_size=settings.server.max_body_size,
+                      follower=follower)
 
     report = PolicyReport(audit, services.metrics)
     keeper = Keeper(first.policy, origin=str(settings.policy.dir))

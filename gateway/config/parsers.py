@@ -106,7 +106,7 @@ def redacted_url(url: str) -> str:
         return url
     user = parts.username or ""
     host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _store_url(value: Any, schemes: tuple[str, ...], holds: str) -> str | None:

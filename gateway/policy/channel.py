@@ -6,8 +6,11 @@ version, and the newest edit's problems when it was rejected. The workers never 
 after they start: they follow the ``PolicyChannel``, a private folder (0700) holding
 
 - ``policy.json``: the snapshot (policy/snapshot.py), replaced whole by a rename, and
-- ``policy.serial``: the snapshot's serial, an 8-byte counter each worker reads from shared memory
-  every ``FOLLOW_INTERVAL`` (no system call), written after the rename.
+- ``policy.serial``: the snapshot's serial, an 8-byte counter in shared memory, written after the
+  rename. Each worker reads it before admitting every request (one memory read, no system call):
+  when it moved, that request waits for the new snapshot to load, so no worker admits anything by
+  the old version once the supervisor has published a new one. A timer (``FOLLOW_INTERVAL``) also
+  loads it in an idle worker.
 
 Whatever the timing of edits (a good save, then a broken autosave 50 ms later), every worker ends
 on the one version the supervisor accepted: there is no second opinion to disagree with. With one
@@ -154,6 +157,8 @@ class Follower:
         self._current = policy_of(first)
         self._on_change = on_change
         self._interval = interval
+        self._lock = asyncio.Lock()  # one load at a time, whoever notices the serial first
+        self._failed = -1  # a serial that would not load: requests go on with the policy in force
         # Keep following; the policy in force stays until a snapshot loads.
         self._task = BackgroundTask("policy-follower", every(interval, self.check, log, "cannot load the published policy"))
 
@@ -167,8 +172,27 @@ class Follower:
     async def stop(self) -> None:
         await self._task.stop()
 
+    def behind(self) -> bool:
+        """The supervisor published a snapshot this worker has not taken (one memory read)."""
+        serial = self._channel.serial()
+        return serial != self._seen and serial != self._failed
+
+    async def catch_up(self) -> None:
+        """Before a request is admitted: take the published snapshot now. One that will not load is
+        logged once; requests go on with the policy in force, and the timer keeps trying."""
+        serial = self._channel.serial()
+        try:
+            await self.check()
+        except Exception:
+            self._failed = serial
+            log.exception("cannot load the published policy; the one in force stays")
+
     async def check(self) -> bool:
         """Take the newest snapshot if the serial moved; True when one was taken."""
+        async with self._lock:
+            return await self._take()
+
+    async def _take(self) -> bool:
         if self._channel.serial() == self._seen:
             return False
         snapshot = await asyncio.to_thread(self._channel.read)

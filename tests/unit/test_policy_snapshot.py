@@ -130,3 +130,32 @@ async def test_followers_take_exactly_the_published_version(tmp_path: Path) -> N
     assert [(a.policy.version, bool(a.problems)) for a in taken] == [(second.version, True)] * 2
     for reader in (*readers, writer):
         reader.close()
+
+
+async def test_a_request_takes_a_new_snapshot_before_it_is_admitted(tmp_path: Path) -> None:
+    # The timer never runs here (the follower is not started): only the request path's catch-up.
+    first = parse_policy({"/p/a.yaml": GOOD})
+    keeper = Keeper(first, origin="/p")
+    writer = PolicyChannel(tmp_path)
+    writer.create(keeper.snapshot())
+    reader = PolicyChannel(tmp_path)
+    reader.open()
+    follower = Follower(reader, reader.read(), lambda _: None)
+    assert not follower.behind()
+    second = parse_policy({"/p/a.yaml": OTHER})
+    snapshot = keeper.accepted(second)
+    assert snapshot is not None
+    writer.publish(snapshot)
+    assert follower.behind()
+    await asyncio.gather(*(follower.catch_up() for _ in range(5)))  # many requests notice at once
+    assert follower.current.policy.version == second.version and not follower.behind()
+    # A snapshot that will not load: requests go on with the policy in force, and stop asking.
+    third = keeper.accepted(first)
+    assert third is not None
+    writer.publish(third)
+    (tmp_path / "policy.json").write_bytes(b"{damaged")
+    assert follower.behind()
+    await follower.catch_up()
+    assert follower.current.policy.version == second.version and not follower.behind()
+    for channel in (writer, reader):
+        channel.close()
