@@ -4,9 +4,11 @@ gateway replicas, and the change feed that tells every replica of a change withi
 Every write to ``gateway_users`` (through this store, another replica, or an operator's own SQL) fires
 a statement trigger that bumps the one-row counter ``gateway_changes`` and NOTIFYs its new value, in
 the writer's transaction: the notification leaves at commit. Each process follows the counter on a
-connection of its own (``PostgresFeed``): LISTEN for the notifications, and a heartbeat read of the
-counter every ``HEARTBEAT`` seconds, which both catches up after a reconnect (notifications sent
-while disconnected are lost) and proves the connection alive. A feed whose last heartbeat is older
+connection of its own (``PostgresFeed``): a notification wakes it to read the counter at once, and it
+reads it anyway every ``HEARTBEAT`` seconds, which both catches up after a reconnect (notifications
+sent while disconnected are lost) and proves the connection alive. (The value is only ever read from
+the table: any role that can connect may NOTIFY on the channel, and a forged huge value must not
+freeze every mark.) A feed whose last heartbeat is older
 than ``STALE_AFTER`` answers ``mark()`` None, so no session cache trusts its rows meanwhile.
 
 Requests run on a small asyncpg pool; every call is bounded by ``TIMEOUT`` (a hung server gets a 503,
@@ -33,7 +35,7 @@ from gateway.background import BackgroundTask
 from gateway.store.base import AuditRecord, ChangeFeed, DuplicateUser, StoreError, StoreUnavailable, UnknownUser, User
 from gateway.store.feed import CombinedFeed, SharedCounter
 
-__all__ = ["HEARTBEAT", "STALE_AFTER", "TIMEOUT", "PostgresFeed", "PostgresUserStore"]
+__all__ = ["FEED_NAME", "HEARTBEAT", "POOL_NAME", "STALE_AFTER", "TIMEOUT", "PostgresFeed", "PostgresUserStore"]
 
 TIMEOUT = 2.0  # seconds: connecting, each statement, and a whole call including the wait for a connection
 POOL_SIZE = 4  # connections per process at most: replicas x workers x this must fit max_connections
@@ -81,7 +83,7 @@ DECLARE
     bumped bigint;
 BEGIN
     UPDATE gateway_changes SET n = n + 1 WHERE id = 1 RETURNING n INTO bumped;
-    PERFORM pg_notify('{CHANNEL}', bumped::text);
+    PERFORM pg_notify('{CHANNEL}', bumped::text);  -- the value is for people LISTENing in psql
     RETURN NULL;
 END
 $$;
@@ -99,7 +101,7 @@ _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.Interna
 T = TypeVar("T")
 
 
-def describe(url: str) -> str:
+def _describe(url: str) -> str:
     """Where ``url`` points, for messages: host, port and database, never the user or password."""
     parts = urlsplit(url)
     try:
@@ -150,7 +152,7 @@ class _Messages:
     """One-line messages about one server, with the URL's password masked out."""
 
     def __init__(self, url: str) -> None:
-        self.where = describe(url)
+        self.where = _describe(url)
         self._secrets = _secrets(url)
 
     def say(self, doing: str, exc: BaseException) -> str:
@@ -161,18 +163,19 @@ class _Messages:
 
 
 class PostgresFeed:
-    """A ``ChangeFeed`` over ``gateway_changes``: LISTEN for its notifications on a connection of its
-    own, and read it every ``HEARTBEAT`` seconds (the catch-up after a reconnect, and the proof that
-    the connection is alive). ``mark()`` reads memory only."""
+    """A ``ChangeFeed`` over ``gateway_changes``, read on a connection of its own whenever a
+    notification says it moved, and every ``HEARTBEAT`` seconds anyway (the catch-up after a
+    reconnect, and the proof that the connection is alive). ``mark()`` reads memory only."""
 
     def __init__(self, url: str) -> None:
         self._url = url
         self._messages = _Messages(url)
-        self._seen: int | None = None  # the newest counter value read or notified (never goes back)
+        self._seen: int | None = None  # the newest counter value read (never goes back)
         self._own = 0  # this process's own writes, in its mark at once (before their notification)
         self._fresh_at = -math.inf  # monotonic time the last successful heartbeat was sent
         self._conn: Any = None  # the listening connection (asyncpg.Connection), None while cut off
         self._lost = False  # an outage is under way (logged once, and once when it ends)
+        self._notified = asyncio.Event()  # the counter moved: read it now, not at the next heartbeat
         self._task = BackgroundTask("postgres-change-feed", self._follow)
 
     def mark(self) -> int | None:
@@ -202,9 +205,8 @@ class PostgresFeed:
         if self._seen is None or value > self._seen:
             self._seen = value
 
-    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
-        with contextlib.suppress(ValueError):  # someone else's NOTIFY on our channel
-            self._advance(int(payload))
+    def _wake(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        self._notified.set()
 
     def _cut(self, conn: Any) -> None:
         """The listening connection ended (killed, server gone): stale now, not STALE_AFTER later."""
@@ -219,7 +221,7 @@ class PostgresFeed:
                                          server_settings=_named(self._url, FEED_NAME))
             conn.add_termination_listener(self._cut)
             # LISTEN before the first read: a change committed in between is then in one or the other.
-            await conn.add_listener(CHANNEL, self._notified)
+            await conn.add_listener(CHANNEL, self._wake)
             await self._heartbeat(conn)
         except (StoreError, *_DRIVER_ERRORS) as exc:
             if conn is not None:
@@ -240,7 +242,13 @@ class PostgresFeed:
         """The background task: heartbeats while connected; reconnects, backing off, while not."""
         delay = RECONNECT[0]
         while True:
-            await asyncio.sleep(HEARTBEAT if self._conn is not None else delay)
+            if self._conn is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(HEARTBEAT):
+                        await self._notified.wait()
+            self._notified.clear()  # before the read: a notification arriving during it means read again
             try:
                 if self._conn is None:
                     self._conn = await self._listen()

@@ -20,7 +20,7 @@ import pytest
 from gateway.store import AuditRecord, StoreError, StoreUnavailable
 from gateway.store.postgres import TIMEOUT, PostgresUserStore
 from tests.servers import PostgresServer, free_port
-from tests.unit.test_store_postgres import eventually
+from tests.unit.test_store_postgres import eventually, vouching
 
 PASSWORD = "n0t-in-any-message"  # the cluster trusts 127.0.0.1: a password in the URL is never asked for
 ROLE, ROLE_PASSWORD = "gw_secret", "right-horse-battery"  # a role that must give its password
@@ -105,15 +105,14 @@ async def resumes(store: PostgresUserStore) -> None:
     found = await store.get_user("alice")
     assert found is not None and found.roles == ("back",)
 
-    async def vouching() -> bool:
-        return store.feed.mark() is not None
-
-    await eventually(vouching, 3.0)
-    before = store.feed.mark()
-    assert before is not None
+    before = await vouching(store.feed, 3.0)  # the feed retries at most a second apart
     await store.set_disabled("alice", True)
-    after = store.feed.mark()
-    assert after is not None and after > before
+
+    async def moved() -> bool:
+        mark = store.feed.mark()
+        return mark is not None and mark > before
+
+    await eventually(moved, 1.0)
 
 
 def check_message(message: str, where: str) -> None:
@@ -125,7 +124,7 @@ async def test_a_stopped_server_fails_requests_closed_and_service_resumes_by_its
         store: PostgresUserStore, server: PostgresServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "gateway.store")
     await store.add_user("alice", "h", ("admin",), 1.0)
-    assert store.feed.mark() is not None and await store.ping()
+    assert await vouching(store.feed) and await store.ping()
     # The cluster commits asynchronously and stop() crashes it: make the data so far durable first.
     await asyncio.to_thread(psql, server, "CHECKPOINT")
     await asyncio.to_thread(server.stop)
