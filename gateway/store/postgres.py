@@ -189,6 +189,7 @@ class PostgresFeed:
         self._own += 1
 
     async def open(self) -> None:
+        self._notified = asyncio.Event()  # of the loop that opens it (a store may be opened again)
         self._conn = await self._listen()
         self._task.start()
 
@@ -260,7 +261,7 @@ class PostgresFeed:
             except StoreUnavailable as exc:  # no new connection: wait longer each time
                 self._gone(str(exc))
                 delay = min(delay * 2, RECONNECT[1])
-            except _DRIVER_ERRORS as exc:  # the connection broke: try a new one at once
+            except Exception as exc:  # the connection broke (or worse): a new one at once, the task lives on
                 self._gone(self._messages.say("change feed lost", exc))
                 delay = RECONNECT[0]
 
