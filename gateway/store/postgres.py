@@ -384,6 +384,25 @@ class PostgresUserStore:
             await self.feed.publish()
         return _user(rows[0])
 
+    async def import_users(self, users: list[User]) -> None:
+        rows = [(u.id, u.name, u.password_hash, sorted(u.roles), u.disabled, u.created_at, u.password_changed_at)
+                for u in users]
+
+        async def insert(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.executemany(f"INSERT INTO gateway_users ({_USER_COLUMNS}) OVERRIDING SYSTEM VALUE"
+                                       " VALUES ($1, $2, $3, $4, $5, $6, $7)", rows)
+                # New ids continue after the copied ones (an identity column does not look).
+                await conn.execute("SELECT setval(pg_get_serial_sequence('gateway_users', 'id'),"
+                                   " greatest((SELECT max(id) FROM gateway_users), 1))")
+
+        try:
+            await self._call(insert, "cannot write")
+        except _Conflict:
+            raise DuplicateUser("a user of that name or id already exists") from None
+        finally:
+            await self.feed.publish()
+
     async def get_user(self, name: str) -> User | None:
         rows = await self._fetch(f"SELECT {_USER_COLUMNS} FROM gateway_users WHERE {_by_name(1)}", name)
         return _user(rows[0]) if rows else None
@@ -448,6 +467,12 @@ class PostgresUserStore:
         rows = await self._fetch(
             f"SELECT time, event, user_name, client, detail FROM (SELECT * FROM gateway_audit {where}"
             f" ORDER BY time DESC, id DESC LIMIT ${len(params)}) AS newest ORDER BY time, id", *params)
+        return [AuditRecord(float(r[0]), str(r[1]), r[2], r[3], str(r[4])) for r in rows]
+
+
+    async def export_audit(self, *, offset: int, limit: int) -> list[AuditRecord]:
+        rows = await self._fetch("SELECT time, event, user_name, client, detail FROM gateway_audit"
+                                 " ORDER BY time, id LIMIT $1 OFFSET $2", limit, offset)
         return [AuditRecord(float(r[0]), str(r[1]), r[2], r[3], str(r[4])) for r in rows]
 
 
