@@ -52,13 +52,15 @@ FEED_CLIENT_NAME = "gateway-feed"  # the change feed reader's connection, as CLI
 SESSION_FIELDS = ("user_id", "created_at", "auth_time", "last_seen", "client", "user_agent", "persistent", "binding")
 
 # A number read from a session record, or the script stops with an error naming the damage.
+# (tonumber alone would take "nan" and "inf".)
 _NUMBER = """
-local function number(value)
+local function finite(value)
   local n = tonumber(value)
-  if n == nil or n ~= n or n == math.huge or n == -math.huge then
-    error({err = 'DAMAGED session record'})
-  end
-  return n
+  return n ~= nil and n == n and n ~= math.huge and n ~= -math.huge
+end
+local function number(value)
+  if not finite(value) then error({err = 'DAMAGED session record'}) end
+  return tonumber(value)
 end
 """
 
@@ -85,7 +87,7 @@ for i = 3, #ARGV, 2 do
   local key = ARGV[1] .. 'session:' .. id
   if redis.call('TYPE', key).ok == 'hash' then
     local row = redis.call('HMGET', key, 'last_seen', 'user_id')
-    if tonumber(row[1]) and row[2] then
+    if finite(row[1]) and row[2] then
       if number(seen) > number(row[1]) then
         redis.call('HSET', key, 'last_seen', seen)
         redis.call('ZADD', KEYS[1], seen, id)
@@ -239,7 +241,9 @@ def _text(value: float) -> str:
     return repr(float(value))
 
 
-def _finite(text: str) -> float:
+def _finite(text: object) -> float:
+    if not isinstance(text, str):
+        raise ValueError(f"not a number: {text!r}")
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"not a finite number: {text!r}")
