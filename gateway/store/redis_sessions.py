@@ -309,8 +309,8 @@ class RedisSessionStore:
         self._index = prefix + "sessions"
         self._stream = prefix + "changes"
         self._redis = connect(self._url)
-        self.stream = StreamFeed(self._redis, connect(self._url, read_timeout=BLOCK + TIMEOUT, name=FEED_CLIENT_NAME),
-                                 stream=self._stream, epoch=prefix + "epoch")
+        reader = connect(self._url, read_timeout=BLOCK + TIMEOUT, name=FEED_CLIENT_NAME, max_connections=1)
+        self.stream = StreamFeed(self._redis, reader, stream=self._stream, epoch=prefix + "epoch")
         self._counter = SharedCounter(counter) if counter is not None else None
         self.feed: ChangeFeed = self.stream if self._counter is None else CombinedFeed([self._counter, self.stream])
         self._open = False

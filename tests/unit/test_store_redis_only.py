@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from gateway.store import BackOff, StoreError, Stores, StoreUnavailable
 from gateway.store.feed import SharedCounter
-from gateway.store.redis_client import TIMEOUT, parse_redis_url
+from gateway.store.redis_client import MAX_CONNECTIONS, TIMEOUT, parse_redis_url
 from gateway.store.redis_feed import STALE_AFTER
 from gateway.store.redis_sessions import FEED_CLIENT_NAME, SESSION_TTL, RedisSessionStore
 from gateway.store.sqlite import SqliteStore
@@ -159,6 +159,14 @@ async def test_an_idle_clock_refresh_is_no_change(replicas: tuple[RedisSessionSt
     await one.feed.publish()  # a marker after the refresh: once it arrives, the refresh would have too
     await until(moved(two, before))
     assert two.stream.mark() == before + 1  # type: ignore[operator]
+
+
+async def test_a_burst_of_lookups_larger_than_the_pool_waits_for_connections(
+        replicas: tuple[RedisSessionStore, RedisSessionStore]) -> None:
+    store, _ = replicas
+    await store.create_session(H1, 7, 100.0, "", "")
+    found = await asyncio.gather(*(store.get_session(H1) for _ in range(MAX_CONNECTIONS * 5)))
+    assert all(record is not None and record.user_id == 7 for record in found)
 
 
 # --- the feed resumes after a cut
