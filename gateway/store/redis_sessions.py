@@ -42,11 +42,15 @@ from gateway.store.feed import CombinedFeed, SharedCounter
 from gateway.store.redis_client import TIMEOUT, connect, parse_redis_url, translated
 from gateway.store.redis_feed import BLOCK, MAXLEN, StreamFeed
 
-__all__ = ["FEED_CLIENT_NAME", "SESSION_TTL", "RedisSessionStore"]
+__all__ = ["BULK_TIMEOUT", "FEED_CLIENT_NAME", "SESSION_TTL", "RedisSessionStore"]
 
 # Browsers cap a cookie's lifetime at 400 days (RFC 6265bis), and a session idle longer than its
 # idle timeout is dead anyway: a session untouched this long can never be used again.
 SESSION_TTL = 400 * 24 * 3600
+# Listings and bulk deletes read or end every session (the CLI, the start-up purge, the metrics
+# count): tens of thousands take longer than a request may wait. No request waits on them.
+BULK_TIMEOUT = 30.0
+LIST_PAGE = 500  # sessions per listing round trip: a reply parsed in tens of milliseconds
 THROTTLE_MARGIN = 1.0  # seconds a counter outlives its window, so the arithmetic decides, not the expiry
 FEED_CLIENT_NAME = "gateway-feed"  # the change feed reader's connection, as CLIENT LIST shows it
 SESSION_FIELDS = ("user_id", "created_at", "auth_time", "last_seen", "client", "user_agent", "persistent", "binding")
@@ -144,22 +148,24 @@ if n == 0 then return {0} end
 return {n, redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'change', 'delete')}
 """
 
-# KEYS: index, user set (ARGV[1] == 'user'). ARGV: 'all' | 'user' | 'prefix', key prefix, id
-# prefix. Returns {id_hash, {field, value, ...}, ...}; ids whose session expired are dropped.
+# One page of a listing, walked with ZSCAN (the index) or SSCAN (a user's set), so that no reply
+# is too long to parse within the timeout and sessions created or ended meanwhile disturb nothing
+# (a session may come twice: the caller keeps one). KEYS: the index or a user's set. ARGV: cursor,
+# 'zset' | 'set', key prefix, id prefix ('' for all), page size. Returns {cursor, id_hash,
+# {field, value, ...}, ...}; ids whose session expired are dropped from the set walked.
 _LIST = """
-local ids
-if ARGV[1] == 'user' then ids = redis.call('SMEMBERS', KEYS[2]) else ids = redis.call('ZRANGE', KEYS[1], 0, -1) end
-local found = {}
-for _, id in ipairs(ids) do
-  if ARGV[1] ~= 'prefix' or string.sub(id, 1, #ARGV[3]) == ARGV[3] then
-    local fields = redis.call('HGETALL', ARGV[2] .. 'session:' .. id)
-    if #fields == 0 then
-      redis.call('ZREM', KEYS[1], id)
-      if ARGV[1] == 'user' then redis.call('SREM', KEYS[2], id) end
-    else
-      found[#found + 1] = id
-      found[#found + 1] = fields
-    end
+local command, step = 'SSCAN', 1
+if ARGV[2] == 'zset' then command, step = 'ZSCAN', 2 end
+local reply = redis.call(command, KEYS[1], ARGV[1], 'MATCH', ARGV[4] .. '*', 'COUNT', ARGV[5])
+local found = {reply[1]}
+for i = 1, #reply[2], step do
+  local id = reply[2][i]
+  local fields = redis.call('HGETALL', ARGV[3] .. 'session:' .. id)
+  if #fields == 0 then
+    redis.call(step == 2 and 'ZREM' or 'SREM', KEYS[1], id)
+  else
+    found[#found + 1] = id
+    found[#found + 1] = fields
   end
 end
 return found
@@ -289,11 +295,12 @@ def _session(id_hash: str, reply: Any) -> SessionRecord:
         raise StoreError(f"damaged session record {id_hash[:12]} in Redis: {exc}") from exc
 
 
-def _sessions(reply: Any) -> list[SessionRecord]:
-    """The records of a _LIST reply."""
-    if not isinstance(reply, list) or len(reply) % 2 or not all(isinstance(i, str) for i in reply[::2]):
+def _page(reply: Any) -> tuple[str, list[SessionRecord]]:
+    """The next cursor and the records of a _LIST reply."""
+    if (not isinstance(reply, list) or len(reply) % 2 != 1 or not isinstance(reply[0], str)
+            or not all(isinstance(i, str) for i in reply[1::2])):
         raise StoreError("Redis answered a session listing that is not one")
-    return [_session(reply[i], reply[i + 1]) for i in range(0, len(reply), 2)]
+    return reply[0], [_session(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
 
 
 class RedisSessionStore:
@@ -330,10 +337,10 @@ class RedisSessionStore:
         return [f"{self._prefix}throttle:{key}" for key in keys]
 
     @contextlib.asynccontextmanager
-    async def _command(self, what: str) -> AsyncIterator[None]:
+    async def _command(self, what: str, timeout: float = TIMEOUT) -> AsyncIterator[None]:
         if not self._open:
             raise StoreUnavailable("the Redis session store is not open")
-        async with translated(what):
+        async with translated(what, timeout):
             yield
 
     async def _changed(self, entry: Any) -> None:
@@ -395,25 +402,30 @@ class RedisSessionStore:
 
     async def list_sessions(self, user_id: int | None = None) -> list[SessionRecord]:
         if user_id is None:
-            found = await self._listing("all")
+            found = await self._listing(self._index, "zset")
         else:
-            found = await self._listing("user", user_key=self._user_key(user_id))
+            found = await self._listing(self._user_key(user_id), "set")
         return sorted(found, key=lambda r: (r.created_at, r.id_hash))
 
     async def find_sessions(self, id_prefix: str) -> list[SessionRecord]:
         if not id_prefix or not all(c in "0123456789abcdef" for c in id_prefix):
-            return []
-        found = await self._listing("prefix", id_prefix=id_prefix)
+            return []  # (and so no glob character ever reaches MATCH)
+        found = await self._listing(self._index, "zset", id_prefix)
         return sorted(found, key=lambda r: r.id_hash)
 
-    async def _listing(self, mode: str, *, user_key: str | None = None, id_prefix: str = "") -> list[SessionRecord]:
-        keys = [self._index] if user_key is None else [self._index, user_key]
-        async with self._command("listing sessions"):
-            reply = await self._list(keys=keys, args=[mode, self._prefix, id_prefix])
-        return _sessions(reply)
+    async def _listing(self, key: str, kind: str, id_prefix: str = "") -> list[SessionRecord]:
+        found: dict[str, SessionRecord] = {}
+        cursor = "0"
+        async with self._command("listing sessions", BULK_TIMEOUT):
+            while True:
+                reply = await self._list(keys=[key], args=[cursor, kind, self._prefix, id_prefix, LIST_PAGE])
+                cursor, records = _page(reply)
+                found.update((record.id_hash, record) for record in records)
+                if cursor == "0":
+                    return list(found.values())
 
     async def count_sessions(self, *, created_after: float, seen_after: float) -> dict[int, int]:
-        async with self._command("counting sessions"):
+        async with self._command("counting sessions", BULK_TIMEOUT):
             reply = await self._count(keys=[self._index], args=[self._prefix, _text(created_after), _text(seen_after)])
         try:
             if not isinstance(reply, list) or len(reply) % 2:
@@ -444,13 +456,13 @@ class RedisSessionStore:
         return True
 
     async def delete_user_sessions(self, user_id: int, *, keep: str | None = None) -> int:
-        async with self._command("deleting a user's sessions"):
+        async with self._command("deleting a user's sessions", BULK_TIMEOUT):
             reply = await self._delete_user(keys=[self._user_key(user_id), self._index, self._stream],
                                             args=[keep or "", self._prefix, MAXLEN])
         return await self._deleted(reply)
 
     async def delete_all_sessions(self) -> int:
-        async with self._command("deleting every session"):
+        async with self._command("deleting every session", BULK_TIMEOUT):
             reply = await self._delete_all(keys=[self._index, self._stream], args=[self._prefix, MAXLEN])
         return await self._deleted(reply)
 

@@ -20,7 +20,7 @@ from gateway.store import BackOff, StoreError, Stores, StoreUnavailable
 from gateway.store.feed import SharedCounter
 from gateway.store.redis_client import MAX_CONNECTIONS, TIMEOUT, parse_redis_url
 from gateway.store.redis_feed import STALE_AFTER
-from gateway.store.redis_sessions import FEED_CLIENT_NAME, SESSION_TTL, RedisSessionStore
+from gateway.store.redis_sessions import FEED_CLIENT_NAME, LIST_PAGE, SESSION_TTL, RedisSessionStore
 from gateway.store.sqlite import SqliteStore
 from tests.servers import RedisServer
 
@@ -513,6 +513,18 @@ async def test_sessions_expire_by_themselves_long_after_any_idle_timeout(
     assert [s.id_hash for s in await store.list_sessions()] == [H2]
     assert await admin.zrange("gateway:sessions", 0, -1) == [H2]
     assert await admin.smembers("gateway:user:7") == {H2}
+
+
+async def test_listings_longer_than_a_page(replicas: tuple[RedisSessionStore, RedisSessionStore]) -> None:
+    store, _ = replicas
+    ids = [f"{i:04x}" + "e" * 60 for i in range(LIST_PAGE * 2 + 7)]
+    await asyncio.gather(*(store.create_session(id_hash, i % 3, float(i), "", "") for i, id_hash in enumerate(ids)))
+    assert [s.id_hash for s in await store.list_sessions()] == ids  # by creation time
+    assert [s.id_hash for s in await store.list_sessions(1)] == ids[1::3]
+    assert [s.id_hash for s in await store.find_sessions("00")] == ids[:256]
+    assert await store.count_sessions(created_after=float(len(ids) - 30), seen_after=0.0) == {0: 10, 1: 10, 2: 10}
+    assert await store.delete_all_sessions() == len(ids)
+    assert await store.list_sessions() == []
 
 
 async def test_only_hashes_of_ids_are_stored(replicas: tuple[RedisSessionStore, RedisSessionStore],
