@@ -375,6 +375,23 @@ async def test_a_damaged_session_reads_as_an_error_never_as_a_session(
     assert [s.id_hash for s in await store.list_sessions(7)] == [H2]
 
 
+async def test_a_damaged_stream_turns_every_cache_off_until_repaired(
+        replicas: tuple[RedisSessionStore, RedisSessionStore], admin: aioredis.Redis) -> None:
+    one, two = replicas
+    await one.create_session(H1, 7, 100.0, "", "")
+    await settled(admin, one, two)
+    await admin.delete("gateway:changes")
+    await admin.set("gateway:changes", "junk")  # XREAD and XADD now fail
+    await until(lambda: one.feed.mark() is None and two.feed.mark() is None)
+    with pytest.raises(StoreError):
+        await one.delete_session(H1)  # not announced, so not reported as done...
+    assert await two.get_session(H1) is None  # ...but ended all the same, and no cache serves it
+    await admin.delete("gateway:changes")
+    await until(lambda: one.feed.mark() is not None and two.feed.mark() is not None)
+    await one.create_session(H2, 7, 100.0, "", "")
+    assert await two.get_session(H2) is not None
+
+
 async def test_a_damaged_throttle_counter_is_an_error(replicas: tuple[RedisSessionStore, RedisSessionStore],
                                                       admin: aioredis.Redis) -> None:
     store, _ = replicas
