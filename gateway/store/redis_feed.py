@@ -157,8 +157,8 @@ class StreamFeed:
                 raise
             except Exception as exc:  # whatever the server or the network did: try again, never die
                 if failures == 0:
-                    log.warning("the Redis change feed lost its connection (%s); the session cache is off "
-                                "until it is back", type(exc).__name__)
+                    log.warning("the Redis change feed cannot read the stream (%s): the session cache is off "
+                                "until it can", type(exc).__name__)
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
                 failures += 1
                 with contextlib.suppress(Exception):

@@ -56,6 +56,7 @@ THROTTLE_MARGIN = 1.0  # seconds a counter outlives its window, so the arithmeti
 FEED_CLIENT_NAME = "gateway-feed"  # the change feed reader's connection, as CLIENT LIST shows it
 SESSION_FIELDS = ("user_id", "created_at", "auth_time", "last_seen", "client", "user_agent", "persistent", "binding")
 
+
 def _text(value: float) -> str:
     """A float as Lua and Python both read it back exactly."""
     if not math.isfinite(value):
@@ -72,10 +73,16 @@ def _finite(text: object) -> float:
     return value
 
 
-def _whole(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
+def _whole(text: object) -> int:
+    if not (isinstance(text, str) and text.isascii() and text.isdigit()):
         raise ValueError(f"not a whole number: {text!r}")
     return int(text)
+
+
+def _count(value: object) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"not a count: {value!r}")
+    return value
 
 
 def _fields(reply: Any) -> dict[str, str]:
@@ -247,8 +254,8 @@ class RedisSessionStore:
         try:
             if not isinstance(reply, list) or len(reply) % 2:
                 raise ValueError("not a list of pairs")
-            return {_whole(reply[i]): int(reply[i + 1]) for i in range(0, len(reply), 2)}
-        except (ValueError, TypeError) as exc:
+            return {_whole(reply[i]): _count(reply[i + 1]) for i in range(0, len(reply), 2)}
+        except ValueError as exc:
             raise StoreError(f"damaged session records in Redis: {exc}") from exc
 
     async def touch_session(self, id_hash: str, now: float) -> None:
@@ -310,8 +317,8 @@ class RedisSessionStore:
                 if not isinstance(row, list) or len(row) != 2:
                     raise ValueError("not a counter")
                 if row != [None, None]:
-                    found[key] = ThrottleState(int(row[0]), _finite(row[1]))
-        except (ValueError, TypeError) as exc:
+                    found[key] = ThrottleState(_whole(row[0]), _finite(row[1]))
+        except ValueError as exc:
             raise StoreError(f"a damaged throttle counter in Redis: {exc}") from exc
         return found
 
@@ -331,9 +338,12 @@ class RedisSessionStore:
         async with self._command("reserving a sign-in attempt"):
             reply = await self._reserve(keys=self._throttle_keys(list(rules)), args=args)
         try:
-            return _finite(reply)
-        except (ValueError, TypeError) as exc:
-            raise StoreUnavailable(f"Redis answered a wait that is not a number: {reply!r}") from exc
+            wait = _finite(reply)
+        except ValueError:
+            wait = -1.0
+        if wait < 0:
+            raise StoreUnavailable(f"Redis answered a wait that is not one: {reply!r:.40}")
+        return wait
 
     async def release_attempt(self, keys: list[str]) -> None:
         if not keys:
