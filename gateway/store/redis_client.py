@@ -22,9 +22,10 @@ from redis.exceptions import ResponseError
 
 from gateway.store.base import StoreError, StoreUnavailable
 
-__all__ = ["DEFAULT_PREFIX", "TIMEOUT", "RedisUrl", "connect", "parse_redis_url", "translated"]
+__all__ = ["DEFAULT_PREFIX", "MAX_CONNECTIONS", "TIMEOUT", "RedisUrl", "connect", "parse_redis_url", "translated"]
 
 TIMEOUT = 2.0  # seconds: a hung or lost server costs a request no more than this
+MAX_CONNECTIONS = 64  # per client and process: ~64 commands in flight, each well under a millisecond
 DEFAULT_PREFIX = "gateway:"
 # Replies that mean the data is damaged (a key of the wrong type, a record our scripts refuse), not
 # that the server is unavailable: retrying will not help.
@@ -59,16 +60,21 @@ def parse_redis_url(url: str) -> RedisUrl:
     return RedisUrl(url=urlunsplit((parts.scheme, parts.netloc, parts.path, rest, "")), prefix=prefix, shown=shown)
 
 
-def connect(url: RedisUrl, *, read_timeout: float = TIMEOUT, name: str | None = None) -> aioredis.Redis:
-    """A client with its own connection pool (nothing is sent until the first command). RESP2 and
-    text replies: the reply shapes the store checks do not depend on the server's protocol version."""
+def connect(url: RedisUrl, *, read_timeout: float = TIMEOUT, name: str | None = None,
+            max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
+    """A client with its own pool of at most ``max_connections`` (nothing is sent until the first
+    command). When all are busy a command waits for one (within the timeout): the default pool
+    would refuse it at once, a 503 for a mere burst of lookups. RESP2 and text replies: the reply
+    shapes the store checks do not depend on the server's protocol version."""
     try:
-        client: aioredis.Redis = aioredis.Redis.from_url(
-            url.url, decode_responses=True, protocol=2, socket_connect_timeout=TIMEOUT,
-            socket_timeout=read_timeout, retry=Retry(NoBackoff(), 0), client_name=name, driver_info=None,
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url.url, max_connections=max_connections, timeout=TIMEOUT, decode_responses=True, protocol=2,
+            socket_connect_timeout=TIMEOUT, socket_timeout=read_timeout, retry=Retry(NoBackoff(), 0),
+            client_name=name, driver_info=None,
         )
     except (ValueError, TypeError) as exc:  # an option in the URL redis-py does not know or accept
         raise StoreError(f"{url.shown}: {exc}") from exc
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client
 
 

@@ -52,6 +52,11 @@ def stream_id(text: object) -> StreamId:
     return int(millis), int(sequence)
 
 
+def new_epoch() -> str:
+    """A token nobody has seen: whoever writes the epoch after a wipe, it differs from the last one."""
+    return secrets.token_hex(16)
+
+
 def entry_ids(reply: Any) -> list[StreamId]:
     """The ids of the entries in an XREAD reply (RESP2: ``[[stream, [(id, fields), ...]]]``)."""
     if not isinstance(reply, list):
@@ -78,7 +83,6 @@ class StreamFeed:
         self._stream = stream
         self._epoch_key = epoch
         self._clock = clock
-        self._token = secrets.token_hex(8)  # the epoch this process writes when none is there
         self._epoch: str | None = None
         self._last: StreamId = (0, 0)
         self._count = 0
@@ -86,6 +90,7 @@ class StreamFeed:
         self._heartbeat: float | None = None
         self._progress = asyncio.Event()  # set (and replaced) after every heartbeat
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def mark(self) -> int | None:
         if self._heartbeat is None or self._clock() - self._heartbeat > STALE_AFTER:
@@ -96,7 +101,7 @@ class StreamFeed:
         """Start reading after the newest entry now (what came before is no news)."""
         async with translated("opening the change feed"):
             pipe = self._commands.pipeline(transaction=False)
-            pipe.set(self._epoch_key, self._token, nx=True)
+            pipe.set(self._epoch_key, new_epoch(), nx=True)
             pipe.get(self._epoch_key)
             pipe.xrevrange(self._stream, "+", "-", count=1)
             _, epoch, newest = await pipe.execute()
@@ -105,14 +110,18 @@ class StreamFeed:
             self._epoch = epoch
             self._last = stream_id(newest[0][0]) if newest else (0, 0)
         self._heartbeat = self._clock()  # this answer vouches as a heartbeat would
+        self._closing = False
         self._task = asyncio.create_task(self._run(), name="redis change feed")
 
     async def close(self) -> None:
+        self._closing = True
         task, self._task = self._task, None
-        if task is not None:
+        # One cancel is not always enough: Python 3.11's wait_for (which redis-py sends with)
+        # swallows a cancellation that lands just as the write completes, and the reader goes on.
+        # It stops at its next round anyway (``_closing``); until then, ask again.
+        while task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task], timeout=0.1)
         self._heartbeat = None
         await self._reader.aclose()
 
@@ -140,7 +149,7 @@ class StreamFeed:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._closing:
             try:
                 await self._read()
                 failures = 0
@@ -148,8 +157,8 @@ class StreamFeed:
                 raise
             except Exception as exc:  # whatever the server or the network did: try again, never die
                 if failures == 0:
-                    log.warning("the Redis change feed lost its connection (%s); the session cache is off "
-                                "until it is back", type(exc).__name__)
+                    log.warning("the Redis change feed cannot read the stream (%s): the session cache is off "
+                                "until it can", type(exc).__name__)
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
                 failures += 1
                 with contextlib.suppress(Exception):
@@ -161,12 +170,13 @@ class StreamFeed:
 
     async def _read(self) -> None:
         """One heartbeat: the epoch (written when missing) and what came after the last entry."""
-        async with asyncio.timeout(BLOCK + TIMEOUT):
-            pipe = self._reader.pipeline(transaction=False)
-            pipe.set(self._epoch_key, self._token, nx=True)
-            pipe.get(self._epoch_key)
-            pipe.xread({self._stream: f"{self._last[0]}-{self._last[1]}"}, count=READ_COUNT, block=int(BLOCK * 1000))
-            _, epoch, reply = await pipe.execute()
+        # Bounded by the reader's socket timeout (BLOCK + TIMEOUT), not by a task-cancelling timeout
+        # around it: see close().
+        pipe = self._reader.pipeline(transaction=False)
+        pipe.set(self._epoch_key, new_epoch(), nx=True)
+        pipe.get(self._epoch_key)
+        pipe.xread({self._stream: f"{self._last[0]}-{self._last[1]}"}, count=READ_COUNT, block=int(BLOCK * 1000))
+        _, epoch, reply = await pipe.execute()
         if not isinstance(epoch, str) or not epoch:
             raise ValueError("the epoch key holds no token")
         ids = entry_ids(reply)

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway.store import redis_scripts as lua
 from gateway.store.base import (
     BackOff,
     ChangeFeed,
@@ -42,194 +43,18 @@ from gateway.store.feed import CombinedFeed, SharedCounter
 from gateway.store.redis_client import TIMEOUT, connect, parse_redis_url, translated
 from gateway.store.redis_feed import BLOCK, MAXLEN, StreamFeed
 
-__all__ = ["FEED_CLIENT_NAME", "SESSION_TTL", "RedisSessionStore"]
+__all__ = ["BULK_TIMEOUT", "FEED_CLIENT_NAME", "SESSION_TTL", "RedisSessionStore"]
 
 # Browsers cap a cookie's lifetime at 400 days (RFC 6265bis), and a session idle longer than its
 # idle timeout is dead anyway: a session untouched this long can never be used again.
 SESSION_TTL = 400 * 24 * 3600
+# Listings and bulk deletes read or end every session (the CLI, the start-up purge, the metrics
+# count): tens of thousands take longer than a request may wait. No request waits on them.
+BULK_TIMEOUT = 30.0
+LIST_PAGE = 500  # sessions per listing round trip: a reply parsed in tens of milliseconds
 THROTTLE_MARGIN = 1.0  # seconds a counter outlives its window, so the arithmetic decides, not the expiry
 FEED_CLIENT_NAME = "gateway-feed"  # the change feed reader's connection, as CLIENT LIST shows it
 SESSION_FIELDS = ("user_id", "created_at", "auth_time", "last_seen", "client", "user_agent", "persistent", "binding")
-
-# A number read from a session record, or the script stops with an error naming the damage.
-_NUMBER = """
-local function number(value)
-  local n = tonumber(value)
-  if n == nil or n ~= n or n == math.huge or n == -math.huge then
-    error({err = 'DAMAGED session record'})
-  end
-  return n
-end
-"""
-
-# KEYS: session, user set, index, stream. ARGV: id_hash, user_id, now, client, user_agent,
-# persistent, binding, ttl, maxlen. Times are stored as the caller wrote them (never re-printed
-# by Lua, whose tostring keeps only 14 digits).
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'created_at', ARGV[3], 'auth_time', ARGV[3],
-           'last_seen', ARGV[3], 'client', ARGV[4], 'user_agent', ARGV[5], 'persistent', ARGV[6],
-           'binding', ARGV[7])
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[8])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-return redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[9], '*', 'change', 'create')
-"""
-
-# KEYS: index. ARGV: prefix, ttl, then id_hash, now pairs. last_seen never moves back; a record
-# that is not a readable session is left alone (reading it is an error anyway).
-_TOUCH = _NUMBER + """
-for i = 3, #ARGV, 2 do
-  local id, seen = ARGV[i], ARGV[i + 1]
-  local key = ARGV[1] .. 'session:' .. id
-  if redis.call('TYPE', key).ok == 'hash' then
-    local row = redis.call('HMGET', key, 'last_seen', 'user_id')
-    if tonumber(row[1]) and row[2] then
-      if number(seen) > number(row[1]) then
-        redis.call('HSET', key, 'last_seen', seen)
-        redis.call('ZADD', KEYS[1], seen, id)
-      end
-      redis.call('EXPIRE', key, ARGV[2])
-      redis.call('EXPIRE', ARGV[1] .. 'user:' .. row[2], ARGV[2])
-    end
-  end
-end
-return 0
-"""
-
-# KEYS: session, index, stream. ARGV: id_hash, prefix, maxlen. A damaged record is deleted too.
-_DELETE = """
-redis.call('ZREM', KEYS[2], ARGV[1])
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind == 'none' then return false end
-if kind == 'hash' then
-  local user = redis.call('HGET', KEYS[1], 'user_id')
-  if user then redis.call('SREM', ARGV[2] .. 'user:' .. user, ARGV[1]) end
-end
-redis.call('DEL', KEYS[1])
-return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'change', 'delete')
-"""
-
-# KEYS: user set, index, stream. ARGV: id_hash to keep (or ""), prefix, maxlen. Returns {count}
-# or {count, stream entry id}.
-_DELETE_USER = """
-local n = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if id ~= ARGV[1] then
-    n = n + redis.call('DEL', ARGV[2] .. 'session:' .. id)
-    redis.call('ZREM', KEYS[2], id)
-    redis.call('SREM', KEYS[1], id)
-  end
-end
-if n == 0 then return {0} end
-return {n, redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'change', 'delete')}
-"""
-
-# KEYS: index, stream. ARGV: prefix, maxlen. Returns {count} or {count, stream entry id}.
-_DELETE_ALL = """
-local n = 0
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local key = ARGV[1] .. 'session:' .. id
-  if redis.call('TYPE', key).ok == 'hash' then
-    local user = redis.call('HGET', key, 'user_id')
-    if user then redis.call('DEL', ARGV[1] .. 'user:' .. user) end
-  end
-  n = n + redis.call('DEL', key)
-end
-redis.call('DEL', KEYS[1])
-if n == 0 then return {0} end
-return {n, redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'change', 'delete')}
-"""
-
-# KEYS: index, user set (ARGV[1] == 'user'). ARGV: 'all' | 'user' | 'prefix', key prefix, id
-# prefix. Returns {id_hash, {field, value, ...}, ...}; ids whose session expired are dropped.
-_LIST = """
-local ids
-if ARGV[1] == 'user' then ids = redis.call('SMEMBERS', KEYS[2]) else ids = redis.call('ZRANGE', KEYS[1], 0, -1) end
-local found = {}
-for _, id in ipairs(ids) do
-  if ARGV[1] ~= 'prefix' or string.sub(id, 1, #ARGV[3]) == ARGV[3] then
-    local fields = redis.call('HGETALL', ARGV[2] .. 'session:' .. id)
-    if #fields == 0 then
-      redis.call('ZREM', KEYS[1], id)
-      if ARGV[1] == 'user' then redis.call('SREM', KEYS[2], id) end
-    else
-      found[#found + 1] = id
-      found[#found + 1] = fields
-    end
-  end
-end
-return found
-"""
-
-# KEYS: index. ARGV: prefix, created_after, seen_after. Returns {user_id, count, ...}.
-_COUNT = _NUMBER + """
-local counts, users = {}, {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], '+inf')) do
-  local row = redis.call('HMGET', ARGV[1] .. 'session:' .. id, 'user_id', 'created_at', 'last_seen')
-  if row[1] or row[2] or row[3] then
-    if not row[1] then error({err = 'DAMAGED session record'}) end
-    if number(row[2]) >= number(ARGV[2]) and number(row[3]) >= number(ARGV[3]) then
-      if not counts[row[1]] then counts[row[1]] = 0; users[#users + 1] = row[1] end
-      counts[row[1]] = counts[row[1]] + 1
-    end
-  end
-end
-local found = {}
-for _, user in ipairs(users) do found[#found + 1] = user; found[#found + 1] = counts[user] end
-return found
-"""
-
-# One failure counted on a counter: a counter quiet for longer than the window starts again from one.
-_FAIL = """
-local function fail(key, now, nowtext, window, ttl)
-  local last = tonumber(redis.call('HGET', key, 'last'))
-  if last and not (now - last > window) then
-    redis.call('HINCRBY', key, 'failures', 1)
-  else
-    redis.call('HSET', key, 'failures', 1)
-  end
-  redis.call('HSET', key, 'last', nowtext)
-  redis.call('PEXPIRE', key, ttl)
-end
-"""
-
-# KEYS: counters. ARGV: now, window, ttl (ms).
-_RECORD_FAILURE = _FAIL + """
-local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-for _, key in ipairs(KEYS) do fail(key, now, ARGV[1], window, ARGV[3]) end
-return 0
-"""
-
-# KEYS: counters. ARGV: now, window, ttl (ms), then free, base, cap for each key. BackOff.wait's
-# arithmetic, in the same order: returns the wait as text (Lua would truncate a number to an
-# integer), "0" when the attempt is admitted and one failure is counted on every key.
-_RESERVE = _FAIL + """
-local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local free, base, cap = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3])
-  local state = redis.call('HMGET', key, 'failures', 'last')
-  local failures, last = tonumber(state[1]), tonumber(state[2])
-  if failures and last and not (now - last > window) and failures >= free then
-    local delay = math.min(cap, base * 2 ^ math.min(failures - free, 30))
-    wait = math.max(wait, last + delay - now)
-  end
-end
-if wait > 0 then return string.format('%.17g', wait) end
-for _, key in ipairs(KEYS) do fail(key, now, ARGV[1], window, ARGV[3]) end
-return '0'
-"""
-
-# KEYS: counters. One failure taken back from each, never below zero.
-_RELEASE = """
-for _, key in ipairs(KEYS) do
-  local failures = tonumber(redis.call('HGET', key, 'failures'))
-  if failures and failures > 0 then redis.call('HINCRBY', key, 'failures', -1) end
-end
-return 0
-"""
 
 
 def _text(value: float) -> str:
@@ -239,17 +64,25 @@ def _text(value: float) -> str:
     return repr(float(value))
 
 
-def _finite(text: str) -> float:
+def _finite(text: object) -> float:
+    if not isinstance(text, str):
+        raise ValueError(f"not a number: {text!r}")
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"not a finite number: {text!r}")
     return value
 
 
-def _whole(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
+def _whole(text: object) -> int:
+    if not (isinstance(text, str) and text.isascii() and text.isdigit()):
         raise ValueError(f"not a whole number: {text!r}")
     return int(text)
+
+
+def _count(value: object) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"not a count: {value!r}")
+    return value
 
 
 def _fields(reply: Any) -> dict[str, str]:
@@ -285,11 +118,12 @@ def _session(id_hash: str, reply: Any) -> SessionRecord:
         raise StoreError(f"damaged session record {id_hash[:12]} in Redis: {exc}") from exc
 
 
-def _sessions(reply: Any) -> list[SessionRecord]:
-    """The records of a _LIST reply."""
-    if not isinstance(reply, list) or len(reply) % 2 or not all(isinstance(i, str) for i in reply[::2]):
+def _page(reply: Any) -> tuple[str, list[SessionRecord]]:
+    """The next cursor and the records of a LIST reply."""
+    if (not isinstance(reply, list) or len(reply) % 2 != 1 or not isinstance(reply[0], str)
+            or not all(isinstance(i, str) for i in reply[1::2])):
         raise StoreError("Redis answered a session listing that is not one")
-    return [_session(reply[i], reply[i + 1]) for i in range(0, len(reply), 2)]
+    return reply[0], [_session(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
 
 
 class RedisSessionStore:
@@ -305,16 +139,17 @@ class RedisSessionStore:
         self._index = prefix + "sessions"
         self._stream = prefix + "changes"
         self._redis = connect(self._url)
-        self.stream = StreamFeed(self._redis, connect(self._url, read_timeout=BLOCK + TIMEOUT, name=FEED_CLIENT_NAME),
-                                 stream=self._stream, epoch=prefix + "epoch")
+        reader = connect(self._url, read_timeout=BLOCK + TIMEOUT, name=FEED_CLIENT_NAME, max_connections=1)
+        self.stream = StreamFeed(self._redis, reader, stream=self._stream, epoch=prefix + "epoch")
         self._counter = SharedCounter(counter) if counter is not None else None
         self.feed: ChangeFeed = self.stream if self._counter is None else CombinedFeed([self._counter, self.stream])
         self._open = False
-        script = self._redis.register_script
-        self._create, self._touch, self._delete = script(_CREATE), script(_TOUCH), script(_DELETE)
-        self._delete_user, self._delete_all = script(_DELETE_USER), script(_DELETE_ALL)
-        self._list, self._count = script(_LIST), script(_COUNT)
-        self._record_failure, self._reserve, self._release = script(_RECORD_FAILURE), script(_RESERVE), script(_RELEASE)
+        script = self._redis.register_script  # EVALSHA, loaded again by itself after a restart
+        self._create, self._touch, self._delete = script(lua.CREATE), script(lua.TOUCH), script(lua.DELETE)
+        self._delete_user, self._delete_all = script(lua.DELETE_USER), script(lua.DELETE_ALL)
+        self._list, self._count = script(lua.LIST), script(lua.COUNT)
+        self._record_failure, self._reserve = script(lua.RECORD_FAILURE), script(lua.RESERVE)
+        self._release = script(lua.RELEASE)
 
     def _session_key(self, id_hash: str) -> str:
         return f"{self._prefix}session:{id_hash}"
@@ -326,10 +161,10 @@ class RedisSessionStore:
         return [f"{self._prefix}throttle:{key}" for key in keys]
 
     @contextlib.asynccontextmanager
-    async def _command(self, what: str) -> AsyncIterator[None]:
+    async def _command(self, what: str, timeout: float = TIMEOUT) -> AsyncIterator[None]:
         if not self._open:
             raise StoreUnavailable("the Redis session store is not open")
-        async with translated(what):
+        async with translated(what, timeout):
             yield
 
     async def _changed(self, entry: Any) -> None:
@@ -391,31 +226,36 @@ class RedisSessionStore:
 
     async def list_sessions(self, user_id: int | None = None) -> list[SessionRecord]:
         if user_id is None:
-            found = await self._listing("all")
+            found = await self._listing(self._index, "zset")
         else:
-            found = await self._listing("user", user_key=self._user_key(user_id))
+            found = await self._listing(self._user_key(user_id), "set")
         return sorted(found, key=lambda r: (r.created_at, r.id_hash))
 
     async def find_sessions(self, id_prefix: str) -> list[SessionRecord]:
         if not id_prefix or not all(c in "0123456789abcdef" for c in id_prefix):
-            return []
-        found = await self._listing("prefix", id_prefix=id_prefix)
+            return []  # (and so no glob character ever reaches MATCH)
+        found = await self._listing(self._index, "zset", id_prefix)
         return sorted(found, key=lambda r: r.id_hash)
 
-    async def _listing(self, mode: str, *, user_key: str | None = None, id_prefix: str = "") -> list[SessionRecord]:
-        keys = [self._index] if user_key is None else [self._index, user_key]
-        async with self._command("listing sessions"):
-            reply = await self._list(keys=keys, args=[mode, self._prefix, id_prefix])
-        return _sessions(reply)
+    async def _listing(self, key: str, kind: str, id_prefix: str = "") -> list[SessionRecord]:
+        found: dict[str, SessionRecord] = {}
+        cursor = "0"
+        async with self._command("listing sessions", BULK_TIMEOUT):
+            while True:
+                reply = await self._list(keys=[key], args=[cursor, kind, self._prefix, id_prefix, LIST_PAGE])
+                cursor, records = _page(reply)
+                found.update((record.id_hash, record) for record in records)
+                if cursor == "0":
+                    return list(found.values())
 
     async def count_sessions(self, *, created_after: float, seen_after: float) -> dict[int, int]:
-        async with self._command("counting sessions"):
+        async with self._command("counting sessions", BULK_TIMEOUT):
             reply = await self._count(keys=[self._index], args=[self._prefix, _text(created_after), _text(seen_after)])
         try:
             if not isinstance(reply, list) or len(reply) % 2:
                 raise ValueError("not a list of pairs")
-            return {_whole(reply[i]): int(reply[i + 1]) for i in range(0, len(reply), 2)}
-        except (ValueError, TypeError) as exc:
+            return {_whole(reply[i]): _count(reply[i + 1]) for i in range(0, len(reply), 2)}
+        except ValueError as exc:
             raise StoreError(f"damaged session records in Redis: {exc}") from exc
 
     async def touch_session(self, id_hash: str, now: float) -> None:
@@ -440,13 +280,13 @@ class RedisSessionStore:
         return True
 
     async def delete_user_sessions(self, user_id: int, *, keep: str | None = None) -> int:
-        async with self._command("deleting a user's sessions"):
+        async with self._command("deleting a user's sessions", BULK_TIMEOUT):
             reply = await self._delete_user(keys=[self._user_key(user_id), self._index, self._stream],
                                             args=[keep or "", self._prefix, MAXLEN])
         return await self._deleted(reply)
 
     async def delete_all_sessions(self) -> int:
-        async with self._command("deleting every session"):
+        async with self._command("deleting every session", BULK_TIMEOUT):
             reply = await self._delete_all(keys=[self._index, self._stream], args=[self._prefix, MAXLEN])
         return await self._deleted(reply)
 
@@ -477,8 +317,8 @@ class RedisSessionStore:
                 if not isinstance(row, list) or len(row) != 2:
                     raise ValueError("not a counter")
                 if row != [None, None]:
-                    found[key] = ThrottleState(int(row[0]), _finite(row[1]))
-        except (ValueError, TypeError) as exc:
+                    found[key] = ThrottleState(_whole(row[0]), _finite(row[1]))
+        except ValueError as exc:
             raise StoreError(f"a damaged throttle counter in Redis: {exc}") from exc
         return found
 
@@ -498,9 +338,12 @@ class RedisSessionStore:
         async with self._command("reserving a sign-in attempt"):
             reply = await self._reserve(keys=self._throttle_keys(list(rules)), args=args)
         try:
-            return _finite(reply)
-        except (ValueError, TypeError) as exc:
-            raise StoreUnavailable(f"Redis answered a wait that is not a number: {reply!r}") from exc
+            wait = _finite(reply)
+        except ValueError:
+            wait = -1.0
+        if wait < 0:
+            raise StoreUnavailable(f"Redis answered a wait that is not one: {reply!r:.40}")
+        return wait
 
     async def release_attempt(self, keys: list[str]) -> None:
         if not keys:
