@@ -7,9 +7,19 @@ import asyncio
 import click
 
 from gateway.cli.common import config_option, exit_with_problems, fail, opened_stores, settings_from
+from gateway.config import Settings
 from gateway.store.base import StoreError
+from gateway.store.stores import OpenFailed
 
 __all__ = ["serve"]
+
+
+def _store_key(settings: Settings, exc: StoreError) -> str:
+    """The setting at fault: store.path when it alone names the store, else the URL's key."""
+    if {settings.store.users, settings.store.sessions} == {f"sqlite:///{settings.store.path}"}:
+        return "store.path"
+    side = exc.side if isinstance(exc, OpenFailed) else "both"
+    return {"users": "store.users", "sessions": "store.sessions"}.get(side, "store.users/store.sessions")
 
 
 @click.command()
@@ -33,9 +43,7 @@ def serve(ctx: click.Context) -> None:
     try:
         asyncio.run(preflight())
     except StoreError as exc:
-        urls = {settings.store.users, settings.store.sessions}
-        keys = "store.path" if urls == {f"sqlite:///{settings.store.path}"} else "store.users/store.sessions"
-        fail(f"{keys}: {exc}", code=2)  # unusable as configured: the operator must change something
+        fail(f"{_store_key(settings, exc)}: {exc}", code=2)  # unusable as configured: the operator must act
 
     try:
         # Checked here, once, where a bad policy is one clear line (a worker would crash on it).

@@ -26,6 +26,7 @@ from gateway.store.base import (
     SessionBackend,
     SessionStore,
     StoreError,
+    StoreUnavailable,
     ThrottleStore,
     UserBackend,
     UserStore,
@@ -34,7 +35,7 @@ from gateway.store.cache import SessionCache
 from gateway.store.feed import CombinedFeed, counter_path
 from gateway.store.sqlite import SqliteStore
 
-__all__ = ["StoreUrls", "Stores", "open_session_store", "open_stores", "open_user_store", "sqlite_url"]
+__all__ = ["OpenFailed", "StoreUrls", "Stores", "open_session_store", "open_stores", "open_user_store", "sqlite_url"]
 
 SQLITE = "sqlite:///"
 POSTGRES = ("postgresql://", "postgres://")
@@ -96,6 +97,14 @@ def open_session_store(url: str, *, counter: Path | None = None) -> SessionBacke
     raise _not_a_store(url, "sqlite:///PATH or redis://...")
 
 
+class OpenFailed(StoreUnavailable):
+    """A backend could not be opened: ``side`` is "users", "sessions" or "both" (one backend)."""
+
+    def __init__(self, side: str, cause: StoreError) -> None:
+        super().__init__(str(cause))
+        self.side = side
+
+
 class Stores:
     """The stores one process uses: users (and the audit trail) and sessions (and the throttle
     counters), each possibly another backend, and the session cache over them."""
@@ -115,10 +124,15 @@ class Stores:
         self.cache = SessionCache(sessions, users, self.feed, ttl=cache_ttl, clock=clock)
 
     async def open(self) -> None:
+        """Connect every backend; OpenFailed names the side that could not be opened."""
         opened: list[UserBackend | SessionBackend] = []
         try:
             for backend in self._backends:
-                await backend.open()
+                try:
+                    await backend.open()
+                except StoreError as exc:
+                    side = "users" if backend is self.users else "sessions"
+                    raise OpenFailed(side if len(self._backends) > 1 else "both", exc) from exc
                 opened.append(backend)
         except BaseException:
             for backend in opened:

@@ -141,3 +141,20 @@ def test_unusable_store_is_one_line_not_a_traceback(fresh: Gateway) -> None:
     result = fresh.cli("serve", env={"GATEWAY_STORE_PATH": str(fresh.config / "gateway.db")})
     assert result.returncode == 2
     assert result.stderr.startswith("gateway: store.path:") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("variable", "url", "expected"), [
+    # Nothing listens on port 1: refused at once.
+    ("GATEWAY_STORE_USERS", "postgresql://gw:hunter2@127.0.0.1:1/gateway", "gateway: store.users: PostgreSQL at 127.0.0.1:1"),
+    ("GATEWAY_STORE_SESSIONS", "redis://:hunter2@127.0.0.1:1/0", "gateway: store.sessions: redis://127.0.0.1:1/0"),
+    # The wrong kind of store for the key: a configuration error, before anything connects.
+    ("GATEWAY_STORE_USERS", "redis://:hunter2@127.0.0.1:6379/0", "redis:// cannot hold users"),
+    ("GATEWAY_STORE_SESSIONS", "mysql://gw:hunter2@db/x", "not a store URL"),
+])
+def test_a_store_that_cannot_be_used_stops_serve_with_one_line(fresh: Gateway, variable: str, url: str,
+                                                               expected: str) -> None:
+    result = fresh.cli("serve", env={variable: url})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and lines[0].startswith("gateway: "), result.stderr
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
