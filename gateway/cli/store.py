@@ -31,9 +31,13 @@ def _checked(option: str, url: str, *, must_exist: bool) -> str:
         fail(f"{option}: {exc}", 2)
     if checked is None:
         fail(f"{option}: give a store URL", 2)
-    if must_exist and checked.startswith(SQLITE) and not Path(checked[len(SQLITE):]).is_file():
-        fail(f"{option}: {checked[len(SQLITE):]}: no such file", 2)
-    return checked
+    if not checked.startswith(SQLITE):
+        return checked
+    # Relative to here, as the help says; shown absolute, so nobody mistakes sqlite:///etc/x for /etc/x.
+    path = Path(checked[len(SQLITE):]).absolute()
+    if must_exist and not path.is_file():
+        fail(f"{option}: {path}: no such file", 2)
+    return SQLITE + str(path)
 
 
 @store.command("copy", context_settings=CONTEXT)

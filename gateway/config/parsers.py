@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from gateway.durations import parse_duration
 
@@ -99,14 +99,34 @@ _EXAMPLES = {"sqlite": "sqlite:///PATH", "postgresql": "postgresql://USER[:PASSW
              "rediss": "rediss://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P]"}
 
 
+# Query options a store URL may carry (each passed to the driver); anything else is refused, and a
+# password must be in the user info, where every message masks it.
+_OPTIONS = {"postgresql": frozenset({"sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "application_name",
+                                     "target_session_attrs"}),
+            "redis": frozenset({"prefix"})}
+_UNSAFE_IN_USERINFO = "@/?#"
+
+
 def redacted_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: what error messages and logs may show."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    """What messages and logs may show of a store URL: the user info's password (everything up to
+    the last ``@`` but a user name) as ``***``, query values as ``***`` (but ``prefix``), no fragment.
+    Safe for a malformed URL too: it never parses the text as the driver would."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***" if "@" in url else url
+    shown_user = ""
+    if "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        postgres = scheme.lower().startswith("postgres")
+        shown_user = f"{user}:***@" if postgres and ":" in userinfo and not set(user) & set(_UNSAFE_IN_USERINFO) \
+            else "***@"
+    rest = rest.split("#", 1)[0]
+    base, question, query = rest.partition("?")
+    if question:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        base += "?" + "&".join(f"{key}={value if key == 'prefix' else '***'}" for key, value in pairs)
+    return f"{scheme}://{shown_user}{base}"
 
 
 def _store_url(value: Any, schemes: tuple[str, ...], holds: str) -> str | None:
@@ -116,7 +136,7 @@ def _store_url(value: Any, schemes: tuple[str, ...], holds: str) -> str | None:
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme not in schemes:
         expected = " or ".join(dict.fromkeys(_EXAMPLES[s] for s in schemes))
-        shown = redacted_url(text) if scheme else repr(text)
+        shown = redacted_url(text) if scheme else repr(redacted_url(text))
         if scheme in _EXAMPLES:
             raise ValueError(f"{scheme}:// cannot hold {holds}: expected {expected}")
         raise ValueError(f"{shown}: not a store URL: expected {expected}")
@@ -124,26 +144,34 @@ def _store_url(value: Any, schemes: tuple[str, ...], holds: str) -> str | None:
         if not text.startswith(SQLITE_URL) or len(text) == len(SQLITE_URL) or "?" in text or "#" in text:
             raise ValueError(f"{text!r}: expected sqlite:///PATH (a file, without ?options)")
         return text
+    shown = redacted_url(text)
+    rest = text.split("://", 1)[1]
+    if rest.count("@") > 1 or ("@" in rest and set(rest.rpartition("@")[0]) & set("/?#")):
+        raise ValueError(f"{shown}: the user name or password holds an unencoded @, /, ? or #:"
+                         " percent-encode them (%40 %2F %3F %23)")
     try:
         parts = urlsplit(text)
         port = parts.port  # raises on a port that is not a number in range
     except ValueError as exc:
-        raise ValueError(f"{scheme}://...: {exc}") from None  # the text may hold a password
-    shown = redacted_url(text)
+        raise ValueError(f"{shown}: {exc}") from None
     if not parts.hostname:
         raise ValueError(f"{shown}: no host: expected {_EXAMPLES[scheme]}")
     if parts.fragment:
         raise ValueError(f"{shown}: a store URL has no #fragment")
-    if scheme.startswith("postgres"):
+    family = "postgresql" if scheme.startswith("postgres") else "redis"
+    options = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if "password" in options:
+        raise ValueError(f"{shown}: put the password in the user info ({_EXAMPLES[scheme]}), not in ?password=")
+    unknown = sorted(options - _OPTIONS[family])
+    if unknown:
+        raise ValueError(f"{shown}: unknown option {unknown[0]!r} (only {', '.join(sorted(_OPTIONS[family]))})")
+    if family == "postgresql":
         if not parts.path.strip("/"):
             raise ValueError(f"{shown}: no database name: expected {_EXAMPLES[scheme]}")
     else:
         db = parts.path.strip("/")
         if db and not (db.isdigit() and int(db) < 16):
             raise ValueError(f"{shown}: the Redis database must be a number from 0 to 15")
-        unknown = sorted({key for key, _ in parse_qsl(parts.query, keep_blank_values=True)} - {"prefix"})
-        if unknown:
-            raise ValueError(f"{shown}: unknown option {unknown[0]!r} (only ?prefix=)")
     del port  # only checked
     return text
 

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from gateway.errors import GatewayError, ServiceUnavailable, error_for_status
 from gateway.http import render_error, wants_html
 from gateway.services import current_services
-from gateway.store.base import StoreUnavailable
+from gateway.store.base import StoreError
 
 __all__ = ["error_response", "register_error_handlers"]
 
@@ -33,9 +33,10 @@ def register_error_handlers(app: Quart) -> None:
     async def gateway_error(error: GatewayError) -> Response:
         return error_response(error)
 
-    @app.errorhandler(StoreUnavailable)
-    async def store_unavailable(error: StoreUnavailable) -> Response:
-        # Busy past the busy timeout or unreadable: say so (503), never guess, never a bare 500.
+    @app.errorhandler(StoreError)
+    async def store_unavailable(error: StoreError) -> Response:
+        # Busy past the busy timeout, unreachable, or holding data it cannot read (a damaged Redis
+        # key): say so (503), as the proxied path does; never guess, never a bare 500.
         log.error("store unavailable: %s", error)
         return error_response(ServiceUnavailable("The gateway's store is busy. Try again in a moment."))
 

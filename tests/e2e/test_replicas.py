@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.e2e.harness import (
     PASSWORD,
@@ -57,6 +58,10 @@ http {{
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header Forwarded "";
+            proxy_set_header X-Forwarded-Prefix "";
             proxy_buffering off;
             # A replica that is down (connection refused or reset before an answer): the next one
             # answers, for methods that may be repeated.
@@ -118,7 +123,8 @@ def farm(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     folder = tmp_path_factory.mktemp("farm")
     with PostgresServer.running() as postgres, RedisServer.running() as redis:
         store = {"users": postgres.create_database(), "sessions": redis.url()}
-        replicas = [write_gateway(folder / f"replica{i}", upstream.url, settings={"store": store})
+        settings: dict[str, dict[str, object]] = {"store": store, "server": {"trusted_proxies": ["127.0.0.1"]}}
+        replicas = [write_gateway(folder / f"replica{i}", upstream.url, settings=settings)
                     for i in range(REPLICAS)]
         secret = (replicas[0].directory / "var" / "secret.key").read_text()
         for replica in replicas[1:]:  # every replica signs cookies with the same key
@@ -241,6 +247,28 @@ def test_killing_a_replica_under_load_fails_only_what_it_had_in_flight(farm: Far
     farm.start_replica(victim)  # back for the tests after this one
     with _signed_in(farm.url, "alice") as alice:
         assert _status(victim.url, alice.cookies) == 200
+
+
+def test_damaged_redis_data_is_a_503_never_a_500_or_a_session(farm: Farm) -> None:
+    # A key the gateway writes on every change, replaced by the wrong type (an operator's mistake,
+    # another program sharing the database): sign-ins fail closed with 503 and no session.
+    key = "gateway:changes"
+    damage = redis.Redis(port=farm.redis.port)
+    saved = damage.dump(key)
+    damage.delete(key)
+    damage.set(key, "not a stream")
+    try:
+        for replica in farm.replicas:
+            with httpx.Client(base_url=replica.url, follow_redirects=False, timeout=30) as client:
+                response = sign_in(client, "alice")
+                assert response.status_code == 503 and "gateway_session" not in response.cookies, replica.url
+    finally:
+        damage.delete(key)
+        if saved is not None:
+            damage.restore(key, 0, saved)
+        damage.close()
+    with _signed_in(farm.url, "alice") as alice:  # and it all works again once the key is put right
+        assert _status(farm.url, alice.cookies) == 200
 
 
 def _ready(url: str) -> int:
