@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Self
 
 __all__ = ["PostgresServer", "RedisServer", "free_port", "postgres_bin", "redis_bin"]
 
@@ -60,7 +61,26 @@ def _port_open(port: int) -> bool:
     return False
 
 
-class PostgresServer:
+class _Throwaway:
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls) -> Iterator[Self]:
+        """A new server, started; stopped and its folder removed on the way out."""
+        server = cls()
+        try:
+            server.start()
+            yield server
+        finally:
+            server.remove()
+
+
+class PostgresServer(_Throwaway):
     """A PostgreSQL cluster of its own. ``url(db)`` names a database in it (``create_database``)."""
 
     def __init__(self) -> None:
@@ -113,18 +133,8 @@ class PostgresServer:
             self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    @classmethod
-    @contextlib.contextmanager
-    def running(cls) -> Iterator[PostgresServer]:
-        server = cls()
-        try:
-            server.start()
-            yield server
-        finally:
-            server.remove()
 
-
-class RedisServer:
+class RedisServer(_Throwaway):
     """A redis-server of its own, keeping nothing on disk."""
 
     def __init__(self) -> None:
@@ -163,13 +173,3 @@ class RedisServer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
-
-    @classmethod
-    @contextlib.contextmanager
-    def running(cls) -> Iterator[RedisServer]:
-        server = cls()
-        try:
-            server.start()
-            yield server
-        finally:
-            server.remove()

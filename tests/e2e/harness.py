@@ -164,10 +164,13 @@ class Gateway:
             with ThreadPoolExecutor(max_workers=1) as thread:
                 thread.submit(asyncio.run, _add_users(self.config, users, password)).result()
 
-    def start(self) -> None:
+    def start(self, *, new_session: bool = False) -> None:
+        """``new_session``: the supervisor and its workers form a process group of their own, which
+        a test may kill as one (``os.killpg``), as a machine going down would."""
         with self.log_path.open("ab") as log:  # the child has its own copy of the descriptor
             self.process = subprocess.Popen([PYTHON, "-m", "gateway", "serve", "--config", str(self.config)],
-                                            stdout=log, stderr=subprocess.STDOUT, cwd=self.directory)
+                                            stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
+                                            start_new_session=new_session)
 
         def ready() -> bool:
             assert self.process is not None

@@ -23,7 +23,6 @@ import redis
 
 from tests.e2e.harness import (
     PASSWORD,
-    PYTHON,
     USER_AGENT,
     Gateway,
     Upstream,
@@ -85,22 +84,7 @@ class Farm:
         return f"http://127.0.0.1:{self.nginx_port}"
 
     def start_replica(self, replica: Gateway) -> None:
-        # A session of its own: the test kills the supervisor and its workers as one group.
-        with replica.log_path.open("ab") as log:
-            replica.process = subprocess.Popen([PYTHON, "-m", "gateway", "serve", "--config", str(replica.config)],
-                                               stdout=log, stderr=subprocess.STDOUT, cwd=replica.directory,
-                                               start_new_session=True)
-        wait_until(lambda: _healthy(replica), f"replica on port {replica.port}")
-
-
-def _healthy(replica: Gateway) -> bool:
-    assert replica.process is not None
-    if replica.process.poll() is not None:
-        raise RuntimeError(f"replica exited with {replica.process.returncode}:\n{replica.log()}")
-    try:
-        return httpx.get(replica.url + "/.gateway/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+        replica.start(new_session=True)  # killed as a group: supervisor and workers, as a machine going down
 
 
 def _nginx(folder: Path, ports: list[int]) -> tuple[subprocess.Popen[bytes], int]:
@@ -280,28 +264,30 @@ def test_stores_down_fail_closed_and_recover_without_a_restart(farm: Farm, upstr
     with _signed_in(farm.url, "alice") as alice:
         assert _status(replica.url, alice.cookies) == 200
         # Redis (sessions) stops: nothing is forwarded on a guess, every replica says it is not ready.
-        farm.redis.stop()
-        try:
-            for each in farm.replicas:
-                within_a_second(lambda e=each: _status(e.url, alice.cookies) == 503, "503 without Redis")
-                assert _ready(each.url) == 503
+        with _stopped(farm, farm.redis, alice.cookies, "Redis"):
             assert _status(farm.url, alice.cookies) == 503
-        finally:
-            farm.redis.start()
         # Redis is back (empty: it keeps nothing on disk): a new sign-in works on every replica.
         wait_until(lambda: _ready(replica.url) == 200, "readyz after Redis returned", timeout=10)
         assert _status(replica.url, alice.cookies) in (302, 401)  # that session died with Redis's memory
     with _signed_in(farm.url, "alice") as alice:
         for each in farm.replicas:
             assert _status(each.url, alice.cookies) == 200
-        # PostgreSQL (users) stops: the same.
-        farm.postgres.stop()
-        try:
-            for each in farm.replicas:
-                within_a_second(lambda e=each: _status(e.url, alice.cookies) == 503, "503 without PostgreSQL")
-                assert _ready(each.url) == 503
-        finally:
-            farm.postgres.start()
+        with _stopped(farm, farm.postgres, alice.cookies, "PostgreSQL"):
+            pass
         # PostgreSQL keeps its data: the same session works again, with no restart.
         for each in farm.replicas:
             wait_until(lambda e=each: _status(e.url, alice.cookies) == 200, "recovery after PostgreSQL", timeout=10)
+
+
+@contextlib.contextmanager
+def _stopped(farm: Farm, server: PostgresServer | RedisServer, cookies: httpx.Cookies, name: str) -> Iterator[None]:
+    """``server`` stopped: every replica answers the signed-in request 503 within a second and is not
+    ready; started again on the way out."""
+    server.stop()
+    try:
+        for each in farm.replicas:
+            within_a_second(lambda e=each: _status(e.url, cookies) == 503, f"503 without {name}")
+            assert _ready(each.url) == 503
+        yield
+    finally:
+        server.start()
