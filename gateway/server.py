@@ -82,6 +82,9 @@ def worker_app() -> Gateway:
     return create_app(settings, policy_channel=Path(channel) if channel else None)
 
 
+RESTART_FIRST, RESTART_LONGEST = 1.0, 30.0  # seconds before the policy watcher starts again
+
+
 class PolicyPublisher:
     """The supervisor's policy watcher (several workers): one thread with its own event loop that
     watches the folder, decides each edit once (logged, audited and counted once), and publishes
@@ -98,6 +101,7 @@ class PolicyPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._main, name="policy-publisher", daemon=True)
 
     def start(self) -> None:
@@ -105,6 +109,7 @@ class PolicyPublisher:
         self._ready.wait(30)
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._loop is not None and self._stop is not None:
             with contextlib.suppress(RuntimeError):  # the loop has already ended
                 self._loop.call_soon_threadsafe(self._stop.set)
@@ -113,12 +118,21 @@ class PolicyPublisher:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def _main(self) -> None:
-        try:
-            asyncio.run(self._run())
-        except Exception:
-            logging.getLogger("gateway").exception("the policy watcher stopped; edits are not applied until restart")
-        finally:
-            self._ready.set()
+        # A watcher that fails (its store unreachable at that moment, a bug) starts again by itself,
+        # backing off: the workers keep the accepted policy meanwhile, and edits apply once it runs.
+        delay = RESTART_FIRST
+        while not self._stopping.is_set():
+            try:
+                asyncio.run(self._run())
+                return
+            except Exception:
+                logging.getLogger("gateway").exception(
+                    "the policy watcher stopped; edits are not applied until it starts again (in %g s)", delay)
+            finally:
+                self._ready.set()
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, RESTART_LONGEST)
 
     async def _run(self) -> None:
         from gateway.app import PolicyReport

@@ -4,7 +4,9 @@ and the keeper that decides what to publish (one policy per machine, issue 13)."
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -159,3 +161,47 @@ async def test_a_request_takes_a_new_snapshot_before_it_is_admitted(tmp_path: Pa
     assert follower.current.policy.version == second.version and not follower.behind()
     for channel in (writer, reader):
         channel.close()
+
+
+def test_the_supervisors_watcher_starts_again_after_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    # Its store is unreachable the first time (a server restarting at that moment): it must not
+    # stay dead, or edits would never be applied again until a restart.
+    import gateway.store
+    from gateway import server
+    from gateway.config import load_settings
+
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "a.yaml").write_text(GOOD)
+    config = tmp_path / "gateway.toml"
+    config.write_text('[store]\npath = "var/g.db"\n[policy]\ndir = "policies"\n')
+    settings = load_settings(config, env={})
+    opened: list[int] = []
+    real = gateway.store.open_stores
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        opened.append(1)
+        if len(opened) == 1:
+            raise gateway.store.StoreUnavailable("down for a moment")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gateway.store, "open_stores", flaky)
+    monkeypatch.setattr(server, "RESTART_FIRST", 0.01)
+    publisher = server.PolicyPublisher(settings, load_policy(settings.policy.dir))
+    publisher.start()
+    reader = PolicyChannel(publisher.directory)
+    try:
+        reader.open()
+        before = reader.serial()
+        deadline = time.monotonic() + 10
+        while len(opened) < 2 and time.monotonic() < deadline:  # the second start is under way
+            time.sleep(0.01)
+        (tmp_path / "policies" / "a.yaml").write_text(OTHER)
+        while reader.serial() == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert reader.serial() != before, "the edit was never published"
+        assert reader.read().version == parse_policy({str(tmp_path / "policies" / "a.yaml"): OTHER}).version
+        assert "starts again" in caplog.text
+    finally:
+        reader.close()
+        publisher.stop()
