@@ -35,6 +35,14 @@ class ReauthenticationRequired(Unauthorized):
     message = "Sign in again to continue: this page needs a recent sign-in."
 
 
+class MfaRequired(GatewayError):
+    """A `mfa: true` route and a session that has not passed a second factor. Not an Unauthorized:
+    signing in again would not help (browsers are not sent to the sign-in page)."""
+
+    status, code, title = 401, "mfa_required", "Second factor required"
+    message = "This page needs a second factor (an authenticator app or a passkey)."
+
+
 class Forbidden(GatewayError):
     status, code, title, message = 403, "forbidden", "Access denied", "You are not allowed to open this page."
 

@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from gateway.auth.csrf import origin_allowed
 from gateway.auth.identify import Identifier, Identity
 from gateway.clock import Clock, system_clock
-from gateway.errors import Forbidden, ReauthenticationRequired, Unauthorized
+from gateway.errors import Forbidden, MfaRequired, ReauthenticationRequired, Unauthorized
 from gateway.http import RawHeaders, Scope, TrustedProxies, first_value, method_overrides
 from gateway.observe import ALLOW, DENY, LOGIN, REAUTH, Audit, Exchange
 from gateway.policy import CanonicalPath, Decision, Outcome, Policy, Principal, decide_tunnelled
 
 __all__ = ["DECISION_LABEL", "Admission", "Gate", "Recheck", "lost_access"]
 
-DECISION_LABEL = {Outcome.ALLOW: ALLOW, Outcome.LOGIN: LOGIN, Outcome.REAUTH: REAUTH, Outcome.FORBIDDEN: DENY}
+# A missing second factor is counted with the sign-ins asked for: one more step of authentication.
+DECISION_LABEL = {Outcome.ALLOW: ALLOW, Outcome.LOGIN: LOGIN, Outcome.REAUTH: REAUTH, Outcome.MFA: LOGIN,
+                  Outcome.FORBIDDEN: DENY}
 
 # Why an open connection (a WebSocket) must close now, or None while it may stay open; raises when
 # the session store cannot say.
@@ -102,6 +104,8 @@ class Gate:
         if decision.outcome is Outcome.LOGIN or decision.outcome is Outcome.REAUTH:
             clear = [self._clear_cookie] if identity.had_cookie and identity.session is None else []
             raise (ReauthenticationRequired if decision.outcome is Outcome.REAUTH else Unauthorized)(headers=clear)
+        if decision.outcome is Outcome.MFA:
+            raise MfaRequired()
         if decision.outcome is not Outcome.ALLOW:
             user = principal.user if principal else None
             shown = "WEBSOCKET" if websocket else method

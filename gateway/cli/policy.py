@@ -116,16 +116,20 @@ def report_policy(folder: Path, case_insensitive: bool, settings: Settings | Non
 @click.option("--user", "user_name", metavar="NAME", help="Decide for this user (roles from the store).")
 @click.option("--roles", metavar="A,B", help="Decide for a signed-in user holding these roles.")
 @click.option("--anonymous", is_flag=True, help="Decide for a request without a session (the default).")
+@click.option("--mfa", is_flag=True, help="With --user or --roles: the session has passed a second factor.")
+@click.option("--token", is_flag=True, help="With --user or --roles: the request carries a personal access token.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, for scripts.")
 @click.option("--dir", "directory", metavar="DIR", help="Policy folder (default: [policy] dir of the config).")
 @config_option
 @click.pass_context
 def policy_explain(ctx: click.Context, method: str, path: str, user_name: str | None, roles: str | None,
-                   anonymous: bool, as_json: bool, directory: str | None) -> None:
+                   anonymous: bool, mfa: bool, token: bool, as_json: bool, directory: str | None) -> None:
     """Show how the gateway decides METHOD PATH: the canonical path, the decision and the rule
     (file and line) that decided it. PATH is written as a browser would send it."""
     if sum(bool(x) for x in (user_name, roles is not None, anonymous)) > 1:
         fail("give at most one of --user, --roles and --anonymous", 2)
+    if (mfa or token) and not (user_name or roles is not None):
+        fail("--mfa and --token describe a signed-in request: give --user or --roles too", 2)
     from gateway.policy.analysis import explain
     from gateway.policy.loader import PolicyError, load_policy
 
@@ -136,7 +140,8 @@ def policy_explain(ctx: click.Context, method: str, path: str, user_name: str | 
         exit_with_problems(exc.problems)
     principal: Principal | None = None
     if roles is not None:
-        principal = Principal(user="(--roles)", roles=frozenset(valid_roles(roles)), auth_time=time.time())
+        principal = Principal(user="(--roles)", roles=frozenset(valid_roles(roles)), auth_time=time.time(),
+                              mfa=mfa, token=token)
     elif user_name:
         if settings is None:
             fail("--user needs the config file to find the user store", 2)
@@ -145,7 +150,8 @@ def policy_explain(ctx: click.Context, method: str, path: str, user_name: str | 
             fail(f"no user named {user_name!r}")
         if found.disabled:
             click.echo(f"note: {found.name} is disabled and cannot sign in", err=True)
-        principal = Principal(user=found.name, roles=frozenset(found.roles), auth_time=time.time())
+        principal = Principal(user=found.name, roles=frozenset(found.roles), auth_time=time.time(), mfa=mfa,
+                              token=token)
     result = explain(loaded, method.upper(), path, principal, allow_params=allow_params)
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))

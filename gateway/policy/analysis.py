@@ -86,9 +86,10 @@ _LABELS = {
     Outcome.ALLOW: "allow",
     Outcome.LOGIN: "sign-in required",
     Outcome.REAUTH: "sign-in too old",
+    Outcome.MFA: "second factor required",
     Outcome.FORBIDDEN: "forbidden",
 }
-_HTTP_STATUS = {Outcome.ALLOW: 200, Outcome.LOGIN: 401, Outcome.REAUTH: 401, Outcome.FORBIDDEN: 403}
+_HTTP_STATUS = {Outcome.ALLOW: 200, Outcome.LOGIN: 401, Outcome.REAUTH: 401, Outcome.MFA: 401, Outcome.FORBIDDEN: 403}
 _GATEWAY_PREFIX = "/.gateway/"
 
 
@@ -181,6 +182,10 @@ def describe_rule(rule: Rule) -> str:
         parts.append(f"methods [{', '.join(sorted(rule.methods))}]")
     if rule.fresh is not None:
         parts.append(f"fresh {_format_seconds(rule.fresh)}")
+    if rule.mfa:
+        parts.append("mfa")
+    if not rule.tokens:
+        parts.append("no tokens")
     text = " ".join(parts)
     return f'{text}  "{rule.name}"' if rule.name else text
 

@@ -36,8 +36,15 @@ def decide(
         return Decision(Outcome.ALLOW, rule, "allowed")
     if principal is None:
         return Decision(Outcome.LOGIN, rule, "sign-in required")
+    if principal.token and not rule.tokens:
+        return Decision(Outcome.FORBIDDEN, rule, "tokens not allowed")
     if access is Access.ROLES and rule.roles.isdisjoint(principal.roles):
         return Decision(Outcome.FORBIDDEN, rule, "role required")
+    if rule.mfa and not principal.mfa:
+        # A token cannot pass a second factor later: only one made by a session that had one will do.
+        if principal.token:
+            return Decision(Outcome.FORBIDDEN, rule, "token without a second factor")
+        return Decision(Outcome.MFA, rule, "second factor required")
     if rule.fresh is not None:
         current = time.time() if now is None else now
         if principal.auth_time < current - rule.fresh:

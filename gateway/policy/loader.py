@@ -20,7 +20,7 @@ from gateway.policy.patterns import Pattern, PatternError, parse_pattern
 from gateway.policy.snapshot import policy_version
 
 POLICY_SUFFIX = ".yaml"
-RULE_KEYS = ("paths", "allow", "roles", "deny", "methods", "fresh", "name")
+RULE_KEYS = ("paths", "allow", "roles", "deny", "methods", "fresh", "mfa", "tokens", "name")
 ACCESS_KEYS = ("allow", "roles", "deny")
 
 _ROLE = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -218,11 +218,28 @@ class _FileReader:
         if "fresh" in keys and access in (Access.ANYONE, Access.DENY):
             kind = "an 'allow: anyone'" if access is Access.ANYONE else "a 'deny'"
             self.problem(_line(keys["fresh"][0]), f"'fresh' is not allowed on {kind} rule (it never checks a sign-in)")
+        mfa = self.flag(keys, "mfa", default=False)
+        tokens = self.flag(keys, "tokens", default=True)
+        for key in ("mfa", "tokens"):
+            if key in keys and access in (Access.ANYONE, Access.DENY):
+                kind = "an 'allow: anyone'" if access is Access.ANYONE else "a 'deny'"
+                self.problem(_line(keys[key][0]), f"{key!r} is not allowed on {kind} rule (it never checks a sign-in)")
         name = self.string(keys["name"][1], "name", _line(keys["name"][0])) if "name" in keys else None
 
         if len(self.problems) > before or access is None or not patterns:
             return []
-        return [Rule(pattern, access, roles, methods, fresh, name, self.file, line) for pattern in patterns]
+        return [Rule(pattern, access, roles, methods, fresh, name, self.file, line, mfa=mfa, tokens=tokens)
+                for pattern in patterns]
+
+    def flag(self, keys: dict[str, _Entry], key: str, *, default: bool) -> bool:
+        """``mfa: true`` / ``tokens: false``: a YAML boolean, nothing else (not "yes" as a string)."""
+        if key not in keys:
+            return default
+        key_node, node = keys[key]
+        if not (isinstance(node, yaml.ScalarNode) and node.tag == _BOOL_TAG):
+            self.problem(_line(key_node), f"{key} must be true or false")
+            return default
+        return node.value.lower() in _TRUE
 
     # Each entry is (key node, value node). Errors about a whole value point at its key: through an alias
     # the value node would carry the line of the anchor, elsewhere in the file.

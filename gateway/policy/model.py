@@ -26,6 +26,8 @@ class Rule:
     name: str | None
     file: str
     line: int  # 1-based line of the rule's mapping
+    mfa: bool = False  # `mfa: true`: the session must have passed a second factor
+    tokens: bool = True  # `tokens: false`: personal access tokens are refused here (sessions only)
 
     def covers(self, method: str) -> bool:
         if self.methods is None:
@@ -44,12 +46,15 @@ class Principal:
     user: str
     roles: frozenset[str]
     auth_time: float  # unix time of the password sign-in
+    mfa: bool = False  # a second factor was passed (for a token: by the session that created it)
+    token: bool = False  # identified by a personal access token, not a session cookie
 
 
 class Outcome(enum.Enum):
     ALLOW = "allow"
     LOGIN = "login"  # no session: signing in could make it allowed
     REAUTH = "reauth"  # allowed, but the sign-in is older than the rule's `fresh`
+    MFA = "mfa"  # allowed once the session passes a second factor (`mfa: true`)
     FORBIDDEN = "forbidden"
 
 

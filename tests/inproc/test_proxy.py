@@ -198,3 +198,17 @@ async def test_identity_look_alikes_never_reach_the_app(make_app: MakeApp, trust
         assert headers["x-forwarded-for"] == "127.0.0.1"  # the client's own routing headers are not believed
         assert (headers["x-forwarded-proto"], headers["x-forwarded-host"]) == ("http", "127.0.0.1:8080")
     assert {name: headers[name] for name in ORDINARY} == ORDINARY
+
+
+async def test_an_mfa_route_is_never_passed_without_a_second_factor(make_app: Any) -> None:
+    # No session has a second factor yet (enrolment is the next step of issue 14): the rule must
+    # refuse, with its own answer, and never forward.
+    policy = ('rules:\n  - paths: ["/**"]\n    allow: authenticated\n'
+              '  - paths: ["/payroll/**"]\n    roles: [admin]\n    mfa: true\n')
+    gateway = await make_app(policy=policy)
+    alice = await gateway.signed_in("alice")
+    api = await alice.get("/payroll/2026", headers={"Accept": "application/json"})
+    assert api.status_code == 401 and api.json()["error"] == "mfa_required"
+    page = await alice.get("/payroll/2026", headers={"Accept": "text/html"})
+    assert page.status_code == 401 and "Second factor required" in page.text and "location" not in page.headers
+    assert (await alice.get("/elsewhere")).status_code == 200
