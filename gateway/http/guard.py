@@ -50,6 +50,7 @@ DEFAULT_HEAD_TIMEOUT = 20.0
 # Where a head ends. llhttp insists on CRLF line ends (a bare LF is a parse error), so every
 # complete head, and every chunked body's last line, contains this.
 HEAD_END = b"\r\n\r\n"
+LINGER = 2.0  # seconds a refused connection is still read (and dropped) before it is closed
 MAX_HEADERS = 100  # header lines in a request head (Apache's LimitRequestFields); then 431
 # The WebSocket library that parses a handshake after the upgrade refuses a head line over this
 # many bytes (CRLF included), and without a word: such a handshake gets 431 here instead.
@@ -101,6 +102,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._target_size = 0
         self._in_head = True
         self._refused = False
+        self._lingering = False  # refused and answered: what the client still sends is read and dropped
         self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
     @property
@@ -109,6 +111,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         return bool(self._backlog)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         if self._upgrade_ignored:
             return  # the parser stopped at an upgrade; the connection closes after its answer
         if self._backlog:
@@ -271,9 +275,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: bytes, text: bytes) -> None:
         self._refused = True
         self._cancel_head_timer()
-        if not self.transport.is_closing():
-            self.transport.write(_answer(status, text, self.extra_headers))
+        if self.transport.is_closing():
+            return
+        self.transport.write(_answer(status, text, self.extra_headers))
+        if not self.transport.can_write_eof():
             self.transport.close()
+            return
+        # A lingering close, as nginx's: the answer and then our FIN go out, and what the client is
+        # still sending (the rest of a huge head or body) is read and dropped for a moment. Closing
+        # at once with unread bytes would make the kernel send a reset, which can destroy the answer
+        # before the client reads it.
+        self._lingering = True
+        self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)
 
 
 def protocol_options(max_head: int, head_timeout: float, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> dict[str, Any]:
