@@ -41,6 +41,7 @@ from gateway.store.base import (
     BackOff,
     ChangeFeed,
     DuplicateUser,
+    Factor,
     SessionRecord,
     StoreError,
     StoreUnavailable,
@@ -51,7 +52,7 @@ from gateway.store.base import (
 )
 from gateway.store.feed import SharedCounter, counter_path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # How long a statement waits for another process's lock before giving up. Write transactions are
 # a few statements long (the longest, a batch of idle-clock refreshes), so a wait this long means
 # something is wrong: the request then gets 503, not a hang.
@@ -106,6 +107,24 @@ CREATE TRIGGER IF NOT EXISTS sessions_deleted AFTER DELETE ON sessions BEGIN UPD
 CREATE TRIGGER IF NOT EXISTS sessions_updated
     AFTER UPDATE OF id_hash, user_id, created_at, auth_time, persistent, binding ON sessions
     BEGIN UPDATE changes SET n = n + 1; END;
+-- --- factors (version 5: new tables only, so CREATE ... IF NOT EXISTS is the whole migration)
+CREATE TABLE IF NOT EXISTS factors (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_used REAL NOT NULL DEFAULT 0,
+    last_step INTEGER NOT NULL DEFAULT -1  -- the last TOTP step accepted: single use across processes
+);
+CREATE INDEX IF NOT EXISTS factors_user ON factors(user_id);
+CREATE TABLE IF NOT EXISTS recovery_codes (
+    user_id INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (user_id, digest)
+);
 CREATE TABLE IF NOT EXISTS throttle (
     key TEXT PRIMARY KEY,
     failures INTEGER NOT NULL,
@@ -133,6 +152,7 @@ _RECORD_FAILURE = (
 _TOUCH = "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?"  # never moves the clock back
 _SESSION_COLUMNS = "id_hash, user_id, created_at, auth_time, last_seen, client, user_agent, persistent, binding"
 _USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at, password_changed_at"
+_FACTOR_COLUMNS = "id, user_id, kind, name, secret, created_at, last_used"
 
 
 def _statements(script: str) -> list[str]:
@@ -179,6 +199,11 @@ def _session(row: Any) -> SessionRecord:
         persistent=bool(row[7]),
         binding=str(row[8]),
     )
+
+
+def _factor(row: Any) -> Factor:
+    return Factor(id=int(row[0]), user_id=int(row[1]), kind=str(row[2]), name=str(row[3]), secret=str(row[4]),
+                  created_at=float(row[5]), last_used=float(row[6]))
 
 
 def _user(row: Any) -> User:
@@ -378,6 +403,63 @@ class SqliteStore:
     async def delete_user(self, name: str) -> None:
         # Only the user: its sessions are the session store's (Accounts.delete ends them).
         await self._update_user(name, "DELETE FROM users WHERE name = ?")
+
+    # --- factors
+
+    async def add_factor(self, user_id: int, kind: str, name: str, secret: str, now: float) -> Factor:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO factors (user_id, kind, name, secret, created_at) VALUES (?, ?, ?, ?, ?)",
+                (user_id, kind, name, secret, now),
+            )
+        await self._changed()
+        assert cursor.lastrowid is not None
+        return Factor(cursor.lastrowid, user_id, kind, name, secret, now)
+
+    async def list_factors(self, user_id: int) -> list[Factor]:
+        rows = await self._read(f"SELECT {_FACTOR_COLUMNS} FROM factors WHERE user_id = ? ORDER BY id", (user_id,))
+        return [_factor(row) for row in rows]
+
+    async def delete_factor(self, user_id: int, factor_id: int) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM factors WHERE id = ? AND user_id = ?", (factor_id, user_id))
+        await self._changed()
+        return bool(cursor.rowcount > 0)
+
+    async def delete_factors(self, user_id: int) -> int:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM factors WHERE user_id = ?", (user_id,))
+            await db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+        await self._changed()
+        return int(cursor.rowcount)
+
+    async def use_totp_step(self, user_id: int, factor_id: int, step: int, now: float) -> bool:
+        # One conditional UPDATE: of two processes offering the same step, only one changes the row.
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE factors SET last_step = ?, last_used = max(last_used, ?)"
+                " WHERE id = ? AND user_id = ? AND kind = 'totp' AND last_step < ?",
+                (step, now, factor_id, user_id, step),
+            )
+        await self._changed()
+        return bool(cursor.rowcount > 0)
+
+    async def set_recovery_codes(self, user_id: int, digests: list[str], now: float) -> None:
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+            await db.executemany("INSERT OR IGNORE INTO recovery_codes (user_id, digest, created_at) VALUES (?, ?, ?)",
+                                 [(user_id, digest, now) for digest in digests])
+        await self._changed()
+
+    async def use_recovery_code(self, user_id: int, digest: str, now: float) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM recovery_codes WHERE user_id = ? AND digest = ?", (user_id, digest))
+        await self._changed()
+        return bool(cursor.rowcount > 0)
+
+    async def count_recovery_codes(self, user_id: int) -> int:
+        rows = await self._read("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?", (user_id,))
+        return int(rows[0][0])
 
     # --- sessions
 

@@ -31,6 +31,9 @@ __all__ = [
     "test_cached_rows_expire_after_the_ttl",
     "test_deleting_a_user_tells_the_session_side",
     "test_end_session",
+    "test_factors",
+    "test_recovery_codes_are_single_use_and_replaced_as_a_set",
+    "test_totp_steps_are_single_use_even_when_raced",
     "test_idle_clock_is_written_at_most_once_a_minute",
     "test_listing_finding_and_bulk_revocation",
     "test_listings_show_only_live_sessions_and_purge_removes_dead_ones",
@@ -481,3 +484,66 @@ async def test_a_lookup_racing_a_write_cannot_cache_the_old_row(stores: Stores) 
     await asyncio.gather(*lookups)
     assert await stores.cache.lookup("s1") is None
 
+
+
+# --- factors
+
+
+async def test_factors(stores: Stores) -> None:
+    factors = stores.factors
+    alice = await stores.users.add_user("alice", "h", (), 1.0)
+    bob = await stores.users.add_user("bob", "h", (), 1.0)
+    before = stores.feed.mark()
+    phone = await factors.add_factor(alice.id, "totp", "phone", "sealed-key", 5.0)
+    after = stores.feed.mark()
+    # Every change is published (a PostgreSQL feed may be between heartbeats: None, no verdict).
+    assert before is None or after is None or after != before
+    key = await factors.add_factor(alice.id, "passkey", "yubikey", "credential", 6.0)
+    await factors.add_factor(bob.id, "totp", "phone", "bob-key", 7.0)
+    listed = await factors.list_factors(alice.id)
+    assert listed == [phone, key]
+    assert (phone.kind, phone.name, phone.secret, phone.created_at, phone.last_used) == (
+        "totp", "phone", "sealed-key", 5.0, 0.0)
+    assert not await factors.delete_factor(bob.id, key.id)  # only the owner's factor can go
+    assert await factors.delete_factor(alice.id, key.id)
+    assert not await factors.delete_factor(alice.id, key.id)
+    assert [f.id for f in await factors.list_factors(alice.id)] == [phone.id]
+    await factors.set_recovery_codes(alice.id, ["d1", "d2"], 8.0)
+    assert await factors.delete_factors(alice.id) == 1
+    assert await factors.list_factors(alice.id) == []
+    assert await factors.count_recovery_codes(alice.id) == 0
+    assert len(await factors.list_factors(bob.id)) == 1  # another user's factors stay
+
+
+async def test_totp_steps_are_single_use_even_when_raced(stores: Stores) -> None:
+    factors = stores.factors
+    alice = await stores.users.add_user("alice", "h", (), 1.0)
+    phone = await factors.add_factor(alice.id, "totp", "phone", "k", 1.0)
+    key = await factors.add_factor(alice.id, "passkey", "key", "c", 1.0)
+    # Two workers offering the same code at once: exactly one wins.
+    won = await asyncio.gather(*(factors.use_totp_step(alice.id, phone.id, 100, 50.0) for _ in range(4)))
+    assert sorted(won) == [False, False, False, True]
+    assert not await factors.use_totp_step(alice.id, phone.id, 100, 51.0)
+    assert not await factors.use_totp_step(alice.id, phone.id, 99, 51.0)  # an older code in the skew window
+    assert await factors.use_totp_step(alice.id, phone.id, 101, 60.0)
+    assert (await factors.list_factors(alice.id))[0].last_used == 60.0
+    assert not await factors.use_totp_step(alice.id + 1000, phone.id, 200, 61.0)  # not the owner
+    assert not await factors.use_totp_step(alice.id, key.id, 200, 61.0)  # not a TOTP factor
+
+
+async def test_recovery_codes_are_single_use_and_replaced_as_a_set(stores: Stores) -> None:
+    factors = stores.factors
+    alice = await stores.users.add_user("alice", "h", (), 1.0)
+    bob = await stores.users.add_user("bob", "h", (), 1.0)
+    await factors.set_recovery_codes(alice.id, ["a1", "a2", "a3"], 2.0)
+    await factors.set_recovery_codes(bob.id, ["b1"], 2.0)
+    assert await factors.count_recovery_codes(alice.id) == 3
+    assert not await factors.use_recovery_code(alice.id, "b1", 3.0)  # another user's code
+    won = await asyncio.gather(*(factors.use_recovery_code(alice.id, "a1", 3.0) for _ in range(3)))
+    assert sorted(won) == [False, False, True]
+    assert await factors.count_recovery_codes(alice.id) == 2
+    await factors.set_recovery_codes(alice.id, ["n1", "n2"], 4.0)  # regenerating voids the old set
+    assert not await factors.use_recovery_code(alice.id, "a2", 5.0)
+    assert await factors.use_recovery_code(alice.id, "n2", 5.0)
+    assert await factors.count_recovery_codes(alice.id) == 1
+    assert await factors.count_recovery_codes(bob.id) == 1
