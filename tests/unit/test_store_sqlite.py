@@ -39,6 +39,10 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
         assert user is not None and user.name == "old" and user.password_changed_at == 0.0
         await store.add_audit([])
         assert await store.get_throttle(["x"]) == {}
+        phone = await store.add_factor(1, "totp", "phone", "k", 2.0)  # schema 5's tables, added on open
+        assert await store.use_totp_step(1, phone.id, 5, 3.0)
+        await store.set_recovery_codes(1, ["d"], 3.0)
+        assert await store.count_recovery_codes(1) == 1
     finally:
         await store.close()
 
