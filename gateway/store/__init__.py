@@ -2,6 +2,7 @@
 (cache.py), stores opened from URLs (stores.py), and the SQLite store."""
 
 from gateway.store.base import (
+    SESSION_MFA,
     AuditRecord,
     BackOff,
     ChangeFeed,
@@ -19,6 +20,7 @@ from gateway.store.cache import SessionCache, SignedIn
 from gateway.store.stores import Stores, open_session_store, open_stores, open_user_store
 
 __all__ = [
+    "SESSION_MFA",
     "AuditRecord",
     "BackOff",
     "ChangeFeed",

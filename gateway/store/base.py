@@ -61,6 +61,11 @@ class SessionRecord:
     user_agent: str
     persistent: bool = False  # "keep me signed in": the cookie outlives the browser
     binding: str = ""  # hash of what the session is bound to ([session] bind), "" when unbound
+    mfa: str = ""  # how the second factor was passed (one of SESSION_MFA), "" when it was not
+
+
+# What a session's ``mfa`` may hold; anything else read back from a store is damage (fails closed).
+SESSION_MFA = ("", "totp", "passkey", "recovery")
 
 
 # --- factors
@@ -165,7 +170,7 @@ class FactorStore(Protocol):
 class SessionStore(Protocol):
     async def create_session(
         self, id_hash: str, user_id: int, now: float, client: str, user_agent: str,
-        *, persistent: bool = False, binding: str = "",
+        *, persistent: bool = False, binding: str = "", mfa: str = "",
     ) -> None: ...
     async def get_session(self, id_hash: str) -> SessionRecord | None: ...
     async def list_sessions(self, user_id: int | None = None) -> list[SessionRecord]: ...

@@ -37,6 +37,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.store.base import (
+    SESSION_MFA,
     AuditRecord,
     BackOff,
     ChangeFeed,
@@ -81,7 +82,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     client TEXT NOT NULL DEFAULT '',
     user_agent TEXT NOT NULL DEFAULT '',
     persistent INTEGER NOT NULL DEFAULT 0,
-    binding TEXT NOT NULL DEFAULT ''
+    binding TEXT NOT NULL DEFAULT '',
+    mfa TEXT NOT NULL DEFAULT ''  -- how the second factor was passed, '' when it was not
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -135,14 +137,17 @@ CREATE TABLE IF NOT EXISTS throttle (
 # Steps from each older schema version (each applies the later ones too); CREATE ... IF NOT EXISTS
 # above covers new tables. (Older files keep their ON DELETE CASCADE: harmless, nothing relies on it.)
 _PASSWORD_CHANGED = "ALTER TABLE users ADD COLUMN password_changed_at REAL NOT NULL DEFAULT 0"
+_SESSION_MFA = "ALTER TABLE sessions ADD COLUMN mfa TEXT NOT NULL DEFAULT ''"
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
         "ALTER TABLE sessions ADD COLUMN persistent INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE sessions ADD COLUMN binding TEXT NOT NULL DEFAULT ''",
         _PASSWORD_CHANGED,
+        _SESSION_MFA,
     ],
-    2: [_PASSWORD_CHANGED],
-    3: [_PASSWORD_CHANGED],
+    2: [_PASSWORD_CHANGED, _SESSION_MFA],
+    3: [_PASSWORD_CHANGED, _SESSION_MFA],
+    4: [_SESSION_MFA],
 }
 # A counter whose last failure is older than the window starts again from one.
 _RECORD_FAILURE = (
@@ -150,7 +155,7 @@ _RECORD_FAILURE = (
     " failures = CASE WHEN ? - last_failure > ? THEN 1 ELSE failures + 1 END, last_failure = ?"
 )
 _TOUCH = "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?"  # never moves the clock back
-_SESSION_COLUMNS = "id_hash, user_id, created_at, auth_time, last_seen, client, user_agent, persistent, binding"
+_SESSION_COLUMNS = "id_hash, user_id, created_at, auth_time, last_seen, client, user_agent, persistent, binding, mfa"
 _USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at, password_changed_at"
 _FACTOR_COLUMNS = "id, user_id, kind, name, secret, created_at, last_used"
 
@@ -188,6 +193,8 @@ def _roles(column: Any) -> tuple[str, ...]:
 
 
 def _session(row: Any) -> SessionRecord:
+    if str(row[9]) not in SESSION_MFA:  # damaged: never read as a passed second factor
+        raise StoreError(f"damaged session record {str(row[0])[:12]}: unknown mfa value")
     return SessionRecord(
         id_hash=str(row[0]),
         user_id=int(row[1]),
@@ -198,6 +205,7 @@ def _session(row: Any) -> SessionRecord:
         user_agent=str(row[6]),
         persistent=bool(row[7]),
         binding=str(row[8]),
+        mfa=str(row[9]),
     )
 
 
@@ -465,13 +473,15 @@ class SqliteStore:
 
     async def create_session(
         self, id_hash: str, user_id: int, now: float, client: str, user_agent: str,
-        *, persistent: bool = False, binding: str = "",
+        *, persistent: bool = False, binding: str = "", mfa: str = "",
     ) -> None:
+        if mfa not in SESSION_MFA:
+            raise ValueError(f"unknown second factor kind {mfa!r}")
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO sessions (id_hash, user_id, created_at, auth_time, last_seen, client, user_agent,"
-                " persistent, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (id_hash, user_id, now, now, now, client, user_agent, int(persistent), binding),
+                " persistent, binding, mfa) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (id_hash, user_id, now, now, now, client, user_agent, int(persistent), binding, mfa),
             )
         await self._changed()
 

@@ -29,6 +29,7 @@ __all__ = [
     "test_a_password_change_ends_older_sessions",
     "test_audit_records",
     "test_cached_rows_expire_after_the_ttl",
+    "test_completing_the_second_factor_rotates_the_session",
     "test_deleting_a_user_tells_the_session_side",
     "test_end_session",
     "test_factors",
@@ -39,6 +40,7 @@ __all__ = [
     "test_session_binding",
     "test_session_manager_timeouts",
     "test_sessions_follow_their_user",
+    "test_sessions_remember_the_second_factor",
     "test_the_idle_clock_refresh_never_changes_validity",
     "test_the_live_count_matches_the_listing",
     "test_throttle_counters_decay_after_the_window",
@@ -547,3 +549,31 @@ async def test_recovery_codes_are_single_use_and_replaced_as_a_set(stores: Store
     assert await factors.use_recovery_code(alice.id, "n2", 5.0)
     assert await factors.count_recovery_codes(alice.id) == 1
     assert await factors.count_recovery_codes(bob.id) == 1
+
+
+async def test_sessions_remember_the_second_factor(stores: Stores) -> None:
+    user = await stores.users.add_user("alice", "h", (), 1.0)
+    await stores.sessions.create_session("s-none", user.id, 10.0, "", "")
+    await stores.sessions.create_session("s-totp", user.id, 10.0, "", "", mfa="totp")
+    plain = await stores.sessions.get_session("s-none")
+    passed = await stores.sessions.get_session("s-totp")
+    assert plain is not None and plain.mfa == ""
+    assert passed is not None and passed.mfa == "totp"
+    assert {r.id_hash: r.mfa for r in await stores.sessions.list_sessions(user.id)} == {"s-none": "", "s-totp": "totp"}
+    found = await stores.cache.lookup("s-totp")
+    assert found is not None and found.session.mfa == "totp"
+    with pytest.raises(ValueError):
+        await stores.sessions.create_session("s-bad", user.id, 10.0, "", "", mfa="sms")
+    assert await stores.sessions.get_session("s-bad") is None
+
+
+async def test_completing_the_second_factor_rotates_the_session(stores: Stores, clock: FakeClock) -> None:
+    sessions = SessionManager(stores, SessionSettings(True, 1800, 3600), clock=clock)
+    user = await stores.users.add_user("alice", "h", (), clock.now)
+    old = await sessions.start(user, "127.0.0.1", "ua", persistent=True)
+    new = await sessions.complete_factor(old, "totp", "127.0.0.1", "ua")
+    assert new is not None and new != old
+    assert await sessions.resolve(old, client="127.0.0.1", user_agent="ua") is None
+    active = await sessions.resolve(new, client="127.0.0.1", user_agent="ua")
+    assert active is not None and active.record.mfa == "totp" and active.record.persistent
+    assert await sessions.complete_factor(old, "totp", "127.0.0.1", "ua") is None  # the old id is spent

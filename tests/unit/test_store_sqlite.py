@@ -47,6 +47,19 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_a_damaged_second_factor_mark_is_an_error_never_a_passed_factor(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        await store.create_session("ab", 1, 1.0, "", "", mfa="totp")
+        with sqlite3.connect(tmp_path / "s.db") as conn:
+            conn.execute("UPDATE sessions SET mfa = 'TOTP' WHERE id_hash = 'ab'")
+        with pytest.raises(StoreError):
+            await store.get_session("ab")
+    finally:
+        await store.close()
+
+
 async def test_a_new_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
