@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from gateway.auth.passwords import Passwords, check_strength
 from gateway.clock import Clock, system_clock
-from gateway.store import Stores, UnknownUser, User
+from gateway.store import Factor, Stores, UnknownUser, User
 
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 ROLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -43,6 +43,7 @@ class Accounts:
     def __init__(self, stores: Stores, passwords: Passwords, clock: Clock = system_clock) -> None:
         self._store = stores.users
         self._sessions = stores.sessions
+        self._factors = stores.factors
         self._passwords = passwords
         self._clock = clock
 
@@ -84,3 +85,17 @@ class Accounts:
         user = await self.require(name)
         await self._store.delete_user(user.name)
         return await self._sessions.delete_user_sessions(user.id)
+
+    # --- factors
+
+    async def factors(self, name: str) -> tuple[User, list[Factor], int]:
+        """NAME's second factors and how many unused recovery codes they have."""
+        user = await self.require(name)
+        return user, await self._factors.list_factors(user.id), await self._factors.count_recovery_codes(user.id)
+
+    async def reset_factors(self, name: str) -> tuple[int, int]:
+        """The lost-phone reset: every factor and recovery code of NAME goes, and so does every
+        session (each may have passed a factor that is gone now). (factors removed, sessions ended)."""
+        user = await self.require(name)
+        removed = await self._factors.delete_factors(user.id)
+        return removed, await self._sessions.delete_user_sessions(user.id)

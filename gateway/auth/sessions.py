@@ -105,12 +105,14 @@ class SessionManager:
         self.idle_clock = IdleClock(stores.sessions, remember_for=settings.idle_timeout,
                                     on_stored=stores.cache.touched)
 
-    async def start(self, user: User, client: str, user_agent: str, *, persistent: bool = False) -> str:
-        """Create a session for ``user`` and return its id (only ever written into the cookie)."""
+    async def start(self, user: User, client: str, user_agent: str, *, persistent: bool = False,
+                    mfa: str = "") -> str:
+        """Create a session for ``user`` and return its id (only ever written into the cookie).
+        ``mfa``: the second factor kind passed before it was made ("" for none)."""
         session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
         await self._store.create_session(
             hash_session_id(session_id), user.id, self._clock(), client, printable(user_agent[:256]),
-            persistent=persistent, binding=binding_for(self._settings.bind, client, user_agent),
+            persistent=persistent, binding=binding_for(self._settings.bind, client, user_agent), mfa=mfa,
         )
         return session_id
 
@@ -185,6 +187,17 @@ class SessionManager:
         for record in dead:
             await self._store.delete_session(record.id_hash)
         return len(dead)
+
+    async def complete_factor(self, session_id: str, mfa: str, client: str, user_agent: str) -> str | None:
+        """The second factor was passed on a live session: a new session with ``mfa`` set replaces
+        it, and its id is returned (the id changes whenever a session gains privilege, so an id
+        planted or seen before never carries the factor). None when the old one is not alive."""
+        active = await self.resolve(session_id, client=client, user_agent=user_agent)
+        if active is None:
+            return None
+        new_id = await self.start(active.user, client, user_agent, persistent=active.record.persistent, mfa=mfa)
+        await self._store.delete_session(active.id_hash)
+        return new_id
 
     async def end(self, session_id: str) -> bool:
         return await self._store.delete_session(hash_session_id(session_id))

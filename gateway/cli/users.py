@@ -124,3 +124,34 @@ def users_delete(ctx: click.Context, name: str) -> None:
     """Delete NAME and end their sessions."""
     run_with_accounts(ctx, lambda accounts, _: accounts.delete(name), lambda _: ("user.deleted", {"user": name}))
     click.echo(f"deleted {name}")
+
+
+# --- factors
+
+_FACTOR_COLUMNS = (Column("ID", 6), Column("KIND", 8), Column("ADDED", 20), Column("LAST USED", 20), Column("NAME", gap=0))
+
+
+@users.command("mfa")
+@click.argument("name")
+@config_option
+@click.pass_context
+def users_mfa(ctx: click.Context, name: str) -> None:
+    """List NAME's second factors and how many recovery codes are left."""
+    _, factors, codes = run_with_accounts(ctx, lambda accounts, _: accounts.factors(name))
+    rows = [(str(f.id), f.kind, human_time(f.created_at), human_time(f.last_used) if f.last_used else "never", f.name)
+            for f in factors]
+    for line in table(_FACTOR_COLUMNS, rows):
+        click.echo(line)
+    click.echo(f"{len(factors)} factor(s); {codes} recovery code(s) left")
+
+
+@users.command("mfa-reset")
+@click.argument("name")
+@config_option
+@click.pass_context
+def users_mfa_reset(ctx: click.Context, name: str) -> None:
+    """Remove every second factor and recovery code of NAME (a lost phone); ends NAME's sessions."""
+    removed, ended = run_with_accounts(
+        ctx, lambda accounts, _: accounts.reset_factors(name),
+        lambda r: ("mfa.reset", {"user": name, "factors_removed": r[0], "sessions_ended": r[1]}))
+    click.echo(f"removed {removed} factor(s) and the recovery codes of {name}; {ended} session(s) ended")

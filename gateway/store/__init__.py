@@ -2,10 +2,13 @@
 (cache.py), stores opened from URLs (stores.py), and the SQLite store."""
 
 from gateway.store.base import (
+    SESSION_MFA,
     AuditRecord,
     BackOff,
     ChangeFeed,
     DuplicateUser,
+    Factor,
+    FactorStore,
     SessionRecord,
     Store,
     StoreError,
@@ -17,10 +20,13 @@ from gateway.store.cache import SessionCache, SignedIn
 from gateway.store.stores import Stores, open_session_store, open_stores, open_user_store
 
 __all__ = [
+    "SESSION_MFA",
     "AuditRecord",
     "BackOff",
     "ChangeFeed",
     "DuplicateUser",
+    "Factor",
+    "FactorStore",
     "SessionCache",
     "SessionRecord",
     "SignedIn",

@@ -61,6 +61,28 @@ class SessionRecord:
     user_agent: str
     persistent: bool = False  # "keep me signed in": the cookie outlives the browser
     binding: str = ""  # hash of what the session is bound to ([session] bind), "" when unbound
+    mfa: str = ""  # how the second factor was passed (one of SESSION_MFA), "" when it was not
+
+
+# What a session's ``mfa`` may hold; anything else read back from a store is damage (fails closed).
+SESSION_MFA = ("", "totp", "passkey", "recovery")
+
+
+# --- factors
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    """A second factor of a user: an authenticator app ("totp") or, later, a passkey ("passkey");
+    a user may have several of each, told apart by name."""
+
+    id: int
+    user_id: int
+    kind: str  # "totp" | "passkey"
+    name: str
+    secret: str  # opaque to the store: the caller seals a TOTP key before it is stored
+    created_at: float
+    last_used: float = 0.0  # 0: never used
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +146,31 @@ class UserStore(Protocol):
     async def import_users(self, users: list[User]) -> None: ...
 
 
+class FactorStore(Protocol):
+    """Second factors and recovery codes, kept by the user backend beside the users.
+
+    ``use_totp_step`` is the single-use rule: a factor remembers the last TOTP step it accepted and
+    accepts only a later one, atomically, so a code used on one worker or replica is refused on
+    every other (and so is an older code still inside the skew window). Recovery codes are stored
+    as digests only (auth/recovery.py); using one deletes it in the same step.
+    """
+
+    async def add_factor(self, user_id: int, kind: str, name: str, secret: str, now: float) -> Factor: ...
+    async def list_factors(self, user_id: int) -> list[Factor]: ...
+    async def delete_factor(self, user_id: int, factor_id: int) -> bool: ...
+    # Every factor and every recovery code of the user (the lost-phone reset); how many factors went.
+    async def delete_factors(self, user_id: int) -> int: ...
+    async def use_totp_step(self, user_id: int, factor_id: int, step: int, now: float) -> bool: ...
+    # Replaces the user's whole set: the old codes are void from the moment this returns.
+    async def set_recovery_codes(self, user_id: int, digests: list[str], now: float) -> None: ...
+    async def use_recovery_code(self, user_id: int, digest: str, now: float) -> bool: ...
+    async def count_recovery_codes(self, user_id: int) -> int: ...
+
+
 class SessionStore(Protocol):
     async def create_session(
         self, id_hash: str, user_id: int, now: float, client: str, user_agent: str,
-        *, persistent: bool = False, binding: str = "",
+        *, persistent: bool = False, binding: str = "", mfa: str = "",
     ) -> None: ...
     async def get_session(self, id_hash: str) -> SessionRecord | None: ...
     async def list_sessions(self, user_id: int | None = None) -> list[SessionRecord]: ...
@@ -176,7 +219,7 @@ class ChangeFeed(Protocol):
     async def close(self) -> None: ...
 
 
-class UserBackend(UserStore, AuditStore, Lifecycle, Protocol):
+class UserBackend(UserStore, FactorStore, AuditStore, Lifecycle, Protocol):
     """What a ``[store] users`` URL opens: the users and the audit trail, and the feed its
     changes are published on (opened and closed with it)."""
 

@@ -32,7 +32,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import asyncpg
 
 from gateway.background import BackgroundTask
-from gateway.store.base import AuditRecord, ChangeFeed, DuplicateUser, StoreError, StoreUnavailable, UnknownUser, User
+from gateway.store.base import (
+    AuditRecord,
+    ChangeFeed,
+    DuplicateUser,
+    Factor,
+    StoreError,
+    StoreUnavailable,
+    UnknownUser,
+    User,
+)
 from gateway.store.feed import CombinedFeed, SharedCounter
 
 __all__ = ["FEED_NAME", "HEARTBEAT", "POOL_NAME", "STALE_AFTER", "TIMEOUT", "PostgresFeed", "PostgresUserStore"]
@@ -91,6 +100,34 @@ DROP TRIGGER IF EXISTS gateway_users_changed ON gateway_users;
 CREATE TRIGGER gateway_users_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON gateway_users
     FOR EACH STATEMENT EXECUTE FUNCTION gateway_users_changed();
 """
+# --- factors: tables added after the first release, so created on open for a database made before
+# them (under the same advisory lock), each change bumping the same counter as the users.
+_FACTOR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gateway_factors (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id bigint NOT NULL,
+    kind text NOT NULL,
+    name text NOT NULL,
+    secret text NOT NULL,
+    created_at double precision NOT NULL,
+    last_used double precision NOT NULL DEFAULT 0,
+    last_step bigint NOT NULL DEFAULT -1  -- the last TOTP step accepted: single use across replicas
+);
+CREATE INDEX IF NOT EXISTS gateway_factors_user ON gateway_factors (user_id);
+CREATE TABLE IF NOT EXISTS gateway_recovery_codes (
+    user_id bigint NOT NULL,
+    digest text NOT NULL,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (user_id, digest)
+);
+DROP TRIGGER IF EXISTS gateway_factors_changed ON gateway_factors;
+CREATE TRIGGER gateway_factors_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON gateway_factors
+    FOR EACH STATEMENT EXECUTE FUNCTION gateway_users_changed();
+DROP TRIGGER IF EXISTS gateway_recovery_codes_changed ON gateway_recovery_codes;
+CREATE TRIGGER gateway_recovery_codes_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON gateway_recovery_codes FOR EACH STATEMENT EXECUTE FUNCTION gateway_users_changed();
+"""
+_FACTOR_COLUMNS = "id, user_id, kind, name, secret, created_at, last_used"
 _USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at, password_changed_at"
 _COUNTER = "SELECT n FROM gateway_changes WHERE id = 1"
 
@@ -131,6 +168,11 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ValueError) and not isinstance(exc, asyncpg.InterfaceError):
         return f"bad URL: {exc}"  # urllib's or asyncpg's parsing, e.g. a port that is no number
     return str(exc) or type(exc).__name__
+
+
+def _factor(row: Any) -> Factor:
+    return Factor(id=int(row[0]), user_id=int(row[1]), kind=str(row[2]), name=str(row[3]), secret=str(row[4]),
+                  created_at=float(row[5]), last_used=float(row[6]))
 
 
 def _user(row: Any) -> User:
@@ -316,6 +358,8 @@ class PostgresUserStore:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
             if await conn.fetchval("SELECT to_regclass('gateway_changes')") is None:
                 await conn.execute(_SCHEMA)
+            if await conn.fetchval("SELECT to_regclass('gateway_recovery_codes')") is None:
+                await conn.execute(_FACTOR_SCHEMA)
 
     async def close(self) -> None:
         await self.feed.close()
@@ -439,6 +483,67 @@ class PostgresUserStore:
     async def delete_user(self, name: str) -> None:
         # Only the user: its sessions are the session store's (Accounts.delete ends them).
         await self._update_user(name, f"DELETE FROM gateway_users WHERE {_by_name(1)}")
+
+    # --- factors
+
+    async def add_factor(self, user_id: int, kind: str, name: str, secret: str, now: float) -> Factor:
+        try:
+            rows = await self._call(lambda conn: conn.fetch(
+                f"INSERT INTO gateway_factors (user_id, kind, name, secret, created_at) VALUES ($1, $2, $3, $4, $5)"
+                f" RETURNING {_FACTOR_COLUMNS}", user_id, kind, name, secret, now), "cannot write")
+        finally:
+            await self.feed.publish()
+        return _factor(rows[0])
+
+    async def list_factors(self, user_id: int) -> list[Factor]:
+        rows = await self._fetch(f"SELECT {_FACTOR_COLUMNS} FROM gateway_factors WHERE user_id = $1 ORDER BY id",
+                                 user_id)
+        return [_factor(row) for row in rows]
+
+    async def delete_factor(self, user_id: int, factor_id: int) -> bool:
+        status = await self._write("DELETE FROM gateway_factors WHERE id = $1 AND user_id = $2", factor_id, user_id)
+        return not status.endswith(" 0")
+
+    async def delete_factors(self, user_id: int) -> int:
+        async def delete(conn: Any) -> int:
+            async with conn.transaction():
+                status = await conn.execute("DELETE FROM gateway_factors WHERE user_id = $1", user_id)
+                await conn.execute("DELETE FROM gateway_recovery_codes WHERE user_id = $1", user_id)
+            return int(str(status).rsplit(" ", 1)[-1])
+
+        try:
+            return await self._call(delete, "cannot write")
+        finally:
+            await self.feed.publish()
+
+    async def use_totp_step(self, user_id: int, factor_id: int, step: int, now: float) -> bool:
+        # One conditional UPDATE: the row lock makes a second offer of the same step (from any
+        # replica) wait for the first and then find last_step no longer below it.
+        status = await self._write(
+            "UPDATE gateway_factors SET last_step = $1, last_used = greatest(last_used, $2)"
+            " WHERE id = $3 AND user_id = $4 AND kind = 'totp' AND last_step < $1", step, now, factor_id, user_id)
+        return not status.endswith(" 0")
+
+    async def set_recovery_codes(self, user_id: int, digests: list[str], now: float) -> None:
+        async def replace(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.execute("DELETE FROM gateway_recovery_codes WHERE user_id = $1", user_id)
+                await conn.executemany("INSERT INTO gateway_recovery_codes (user_id, digest, created_at)"
+                                       " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                                       [(user_id, digest, now) for digest in digests])
+
+        try:
+            await self._call(replace, "cannot write")
+        finally:
+            await self.feed.publish()
+
+    async def use_recovery_code(self, user_id: int, digest: str, now: float) -> bool:
+        status = await self._write("DELETE FROM gateway_recovery_codes WHERE user_id = $1 AND digest = $2",
+                                   user_id, digest)
+        return not status.endswith(" 0")
+
+    async def count_recovery_codes(self, user_id: int) -> int:
+        return int(await self._fetchval("SELECT count(*) FROM gateway_recovery_codes WHERE user_id = $1", user_id))
 
     # --- audit
 

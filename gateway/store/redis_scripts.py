@@ -35,7 +35,7 @@ end
 """
 
 # KEYS: session, user set, index, stream. ARGV: id_hash, user_id, now, client, user_agent,
-# persistent, binding, ttl, maxlen. Returns the stream entry's id, or nil when the id is taken.
+# persistent, binding, ttl, maxlen, mfa. Returns the stream entry's id, or nil when the id is taken.
 # (Redis does not undo a script's writes when it fails half-way: the writes that can meet a
 # damaged key come before the session itself.)
 CREATE = """
@@ -45,7 +45,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'created_at', ARGV[3], 'auth_time', ARGV[3],
            'last_seen', ARGV[3], 'client', ARGV[4], 'user_agent', ARGV[5], 'persistent', ARGV[6],
-           'binding', ARGV[7])
+           'binding', ARGV[7], 'mfa', ARGV[10])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 return redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[9], '*', 'change', 'create')
 """

@@ -32,6 +32,7 @@ from typing import Any
 
 from gateway.store import redis_scripts as lua
 from gateway.store.base import (
+    SESSION_MFA,
     BackOff,
     ChangeFeed,
     SessionRecord,
@@ -103,6 +104,11 @@ def _session(id_hash: str, reply: Any) -> SessionRecord:
             raise ValueError(f"missing {', '.join(missing)}")
         if fields["persistent"] not in ("0", "1"):
             raise ValueError("persistent is neither 0 nor 1")
+        # A session written before second factors has no mfa field: it passed none. Any value but
+        # the known ones is damage, never read as a passed factor.
+        mfa = fields.get("mfa", "")
+        if mfa not in SESSION_MFA:
+            raise ValueError("mfa is not a known second factor kind")
         return SessionRecord(
             id_hash=id_hash,
             user_id=_whole(fields["user_id"]),
@@ -113,6 +119,7 @@ def _session(id_hash: str, reply: Any) -> SessionRecord:
             user_agent=fields["user_agent"],
             persistent=fields["persistent"] == "1",
             binding=fields["binding"],
+            mfa=mfa,
         )
     except ValueError as exc:
         raise StoreError(f"damaged session record {id_hash[:12]} in Redis: {exc}") from exc
@@ -206,12 +213,15 @@ class RedisSessionStore:
 
     async def create_session(
         self, id_hash: str, user_id: int, now: float, client: str, user_agent: str,
-        *, persistent: bool = False, binding: str = "",
+        *, persistent: bool = False, binding: str = "", mfa: str = "",
     ) -> None:
+        if mfa not in SESSION_MFA:
+            raise ValueError(f"unknown second factor kind {mfa!r}")
         async with self._command("creating a session"):
             entry = await self._create(
                 keys=[self._session_key(id_hash), self._user_key(user_id), self._index, self._stream],
-                args=[id_hash, user_id, _text(now), client, user_agent, int(persistent), binding, SESSION_TTL, MAXLEN],
+                args=[id_hash, user_id, _text(now), client, user_agent, int(persistent), binding, SESSION_TTL, MAXLEN,
+                      mfa],
             )
         if entry is None:
             raise StoreError(f"session {id_hash[:12]} exists already")

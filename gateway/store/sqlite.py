@@ -37,10 +37,12 @@ from typing import Any
 import aiosqlite
 
 from gateway.store.base import (
+    SESSION_MFA,
     AuditRecord,
     BackOff,
     ChangeFeed,
     DuplicateUser,
+    Factor,
     SessionRecord,
     StoreError,
     StoreUnavailable,
@@ -51,7 +53,7 @@ from gateway.store.base import (
 )
 from gateway.store.feed import SharedCounter, counter_path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # How long a statement waits for another process's lock before giving up. Write transactions are
 # a few statements long (the longest, a batch of idle-clock refreshes), so a wait this long means
 # something is wrong: the request then gets 503, not a hang.
@@ -80,7 +82,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     client TEXT NOT NULL DEFAULT '',
     user_agent TEXT NOT NULL DEFAULT '',
     persistent INTEGER NOT NULL DEFAULT 0,
-    binding TEXT NOT NULL DEFAULT ''
+    binding TEXT NOT NULL DEFAULT '',
+    mfa TEXT NOT NULL DEFAULT ''  -- how the second factor was passed, '' when it was not
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -106,6 +109,24 @@ CREATE TRIGGER IF NOT EXISTS sessions_deleted AFTER DELETE ON sessions BEGIN UPD
 CREATE TRIGGER IF NOT EXISTS sessions_updated
     AFTER UPDATE OF id_hash, user_id, created_at, auth_time, persistent, binding ON sessions
     BEGIN UPDATE changes SET n = n + 1; END;
+-- --- factors (version 5: new tables only, so CREATE ... IF NOT EXISTS is the whole migration)
+CREATE TABLE IF NOT EXISTS factors (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_used REAL NOT NULL DEFAULT 0,
+    last_step INTEGER NOT NULL DEFAULT -1  -- the last TOTP step accepted: single use across processes
+);
+CREATE INDEX IF NOT EXISTS factors_user ON factors(user_id);
+CREATE TABLE IF NOT EXISTS recovery_codes (
+    user_id INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (user_id, digest)
+);
 CREATE TABLE IF NOT EXISTS throttle (
     key TEXT PRIMARY KEY,
     failures INTEGER NOT NULL,
@@ -116,14 +137,17 @@ CREATE TABLE IF NOT EXISTS throttle (
 # Steps from each older schema version (each applies the later ones too); CREATE ... IF NOT EXISTS
 # above covers new tables. (Older files keep their ON DELETE CASCADE: harmless, nothing relies on it.)
 _PASSWORD_CHANGED = "ALTER TABLE users ADD COLUMN password_changed_at REAL NOT NULL DEFAULT 0"
+_SESSION_MFA = "ALTER TABLE sessions ADD COLUMN mfa TEXT NOT NULL DEFAULT ''"
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
         "ALTER TABLE sessions ADD COLUMN persistent INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE sessions ADD COLUMN binding TEXT NOT NULL DEFAULT ''",
         _PASSWORD_CHANGED,
+        _SESSION_MFA,
     ],
-    2: [_PASSWORD_CHANGED],
-    3: [_PASSWORD_CHANGED],
+    2: [_PASSWORD_CHANGED, _SESSION_MFA],
+    3: [_PASSWORD_CHANGED, _SESSION_MFA],
+    4: [_SESSION_MFA],
 }
 # A counter whose last failure is older than the window starts again from one.
 _RECORD_FAILURE = (
@@ -131,8 +155,9 @@ _RECORD_FAILURE = (
     " failures = CASE WHEN ? - last_failure > ? THEN 1 ELSE failures + 1 END, last_failure = ?"
 )
 _TOUCH = "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?"  # never moves the clock back
-_SESSION_COLUMNS = "id_hash, user_id, created_at, auth_time, last_seen, client, user_agent, persistent, binding"
+_SESSION_COLUMNS = "id_hash, user_id, created_at, auth_time, last_seen, client, user_agent, persistent, binding, mfa"
 _USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at, password_changed_at"
+_FACTOR_COLUMNS = "id, user_id, kind, name, secret, created_at, last_used"
 
 
 def _statements(script: str) -> list[str]:
@@ -168,6 +193,8 @@ def _roles(column: Any) -> tuple[str, ...]:
 
 
 def _session(row: Any) -> SessionRecord:
+    if str(row[9]) not in SESSION_MFA:  # damaged: never read as a passed second factor
+        raise StoreError(f"damaged session record {str(row[0])[:12]}: unknown mfa value")
     return SessionRecord(
         id_hash=str(row[0]),
         user_id=int(row[1]),
@@ -178,7 +205,13 @@ def _session(row: Any) -> SessionRecord:
         user_agent=str(row[6]),
         persistent=bool(row[7]),
         binding=str(row[8]),
+        mfa=str(row[9]),
     )
+
+
+def _factor(row: Any) -> Factor:
+    return Factor(id=int(row[0]), user_id=int(row[1]), kind=str(row[2]), name=str(row[3]), secret=str(row[4]),
+                  created_at=float(row[5]), last_used=float(row[6]))
 
 
 def _user(row: Any) -> User:
@@ -379,17 +412,76 @@ class SqliteStore:
         # Only the user: its sessions are the session store's (Accounts.delete ends them).
         await self._update_user(name, "DELETE FROM users WHERE name = ?")
 
+    # --- factors
+
+    async def add_factor(self, user_id: int, kind: str, name: str, secret: str, now: float) -> Factor:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO factors (user_id, kind, name, secret, created_at) VALUES (?, ?, ?, ?, ?)",
+                (user_id, kind, name, secret, now),
+            )
+        await self._changed()
+        assert cursor.lastrowid is not None
+        return Factor(cursor.lastrowid, user_id, kind, name, secret, now)
+
+    async def list_factors(self, user_id: int) -> list[Factor]:
+        rows = await self._read(f"SELECT {_FACTOR_COLUMNS} FROM factors WHERE user_id = ? ORDER BY id", (user_id,))
+        return [_factor(row) for row in rows]
+
+    async def delete_factor(self, user_id: int, factor_id: int) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM factors WHERE id = ? AND user_id = ?", (factor_id, user_id))
+        await self._changed()
+        return bool(cursor.rowcount > 0)
+
+    async def delete_factors(self, user_id: int) -> int:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM factors WHERE user_id = ?", (user_id,))
+            await db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+        await self._changed()
+        return int(cursor.rowcount)
+
+    async def use_totp_step(self, user_id: int, factor_id: int, step: int, now: float) -> bool:
+        # One conditional UPDATE: of two processes offering the same step, only one changes the row.
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE factors SET last_step = ?, last_used = max(last_used, ?)"
+                " WHERE id = ? AND user_id = ? AND kind = 'totp' AND last_step < ?",
+                (step, now, factor_id, user_id, step),
+            )
+        await self._changed()
+        return bool(cursor.rowcount > 0)
+
+    async def set_recovery_codes(self, user_id: int, digests: list[str], now: float) -> None:
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+            await db.executemany("INSERT OR IGNORE INTO recovery_codes (user_id, digest, created_at) VALUES (?, ?, ?)",
+                                 [(user_id, digest, now) for digest in digests])
+        await self._changed()
+
+    async def use_recovery_code(self, user_id: int, digest: str, now: float) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM recovery_codes WHERE user_id = ? AND digest = ?", (user_id, digest))
+        await self._changed()
+        return bool(cursor.rowcount > 0)
+
+    async def count_recovery_codes(self, user_id: int) -> int:
+        rows = await self._read("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?", (user_id,))
+        return int(rows[0][0])
+
     # --- sessions
 
     async def create_session(
         self, id_hash: str, user_id: int, now: float, client: str, user_agent: str,
-        *, persistent: bool = False, binding: str = "",
+        *, persistent: bool = False, binding: str = "", mfa: str = "",
     ) -> None:
+        if mfa not in SESSION_MFA:
+            raise ValueError(f"unknown second factor kind {mfa!r}")
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO sessions (id_hash, user_id, created_at, auth_time, last_seen, client, user_agent,"
-                " persistent, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (id_hash, user_id, now, now, now, client, user_agent, int(persistent), binding),
+                " persistent, binding, mfa) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (id_hash, user_id, now, now, now, client, user_agent, int(persistent), binding, mfa),
             )
         await self._changed()
 

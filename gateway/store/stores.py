@@ -23,6 +23,7 @@ from gateway.config.parsers import redacted_url
 from gateway.store.base import (
     AuditStore,
     ChangeFeed,
+    FactorStore,
     SessionBackend,
     SessionStore,
     StoreError,
@@ -113,6 +114,7 @@ class Stores:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.users: UserStore = users
         self.audit: AuditStore = users
+        self.factors: FactorStore = users  # second factors and recovery codes live beside the users
         self.sessions: SessionStore = sessions
         self.throttle: ThrottleStore = sessions
         backends: list[UserBackend | SessionBackend] = [users]

@@ -158,3 +158,47 @@ def test_a_store_that_cannot_be_used_stops_serve_with_one_line(fresh: Gateway, v
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and lines[0].startswith("gateway: "), result.stderr
     assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_operators_list_and_reset_second_factors(fresh: Gateway) -> None:
+    import asyncio
+
+    from gateway.store.sqlite import SqliteStore
+
+    assert fresh.cli("users", "add", "erin", "--password-stdin", stdin="a fine long passphrase").returncode == 0
+
+    async def enrol() -> None:
+        store = SqliteStore(fresh.directory / "var" / "gateway.db")
+        await store.open()
+        try:
+            user = await store.get_user("erin")
+            assert user is not None
+            await store.add_factor(user.id, "totp", "work phone", "sealed", 1.0)
+            await store.set_recovery_codes(user.id, ["d1", "d2"], 1.0)
+            await store.create_session("e" * 64, user.id, 1.0, "", "", mfa="totp")
+        finally:
+            await store.close()
+
+    asyncio.run(enrol())
+    listing = fresh.cli("users", "mfa", "erin")
+    assert listing.returncode == 0, listing.stderr
+    assert "work phone" in listing.stdout and "totp" in listing.stdout and "never" in listing.stdout
+    assert "1 factor(s); 2 recovery code(s) left" in listing.stdout
+    assert "sealed" not in listing.stdout
+    reset = fresh.cli("users", "mfa-reset", "erin")
+    assert reset.returncode == 0, reset.stderr
+    assert "removed 1 factor(s)" in reset.stdout and "1 session(s) ended" in reset.stdout
+    assert "0 factor(s); 0 recovery code(s) left" in fresh.cli("users", "mfa", "erin").stdout
+
+    async def trail() -> list[str]:
+        store = SqliteStore(fresh.directory / "var" / "gateway.db")
+        await store.open()
+        try:
+            return [r.event for r in await store.list_audit(user="erin")]
+        finally:
+            await store.close()
+
+    assert "mfa.reset" in asyncio.run(trail())
+    for args in (["users", "mfa", "ghost"], ["users", "mfa-reset", "ghost"]):
+        result = fresh.cli(*args)
+        assert result.returncode == 1 and "no user named" in result.stderr

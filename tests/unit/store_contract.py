@@ -29,18 +29,23 @@ __all__ = [
     "test_a_password_change_ends_older_sessions",
     "test_audit_records",
     "test_cached_rows_expire_after_the_ttl",
+    "test_completing_the_second_factor_rotates_the_session",
     "test_deleting_a_user_tells_the_session_side",
     "test_end_session",
+    "test_factors",
     "test_idle_clock_is_written_at_most_once_a_minute",
     "test_listing_finding_and_bulk_revocation",
     "test_listings_show_only_live_sessions_and_purge_removes_dead_ones",
+    "test_recovery_codes_are_single_use_and_replaced_as_a_set",
     "test_session_binding",
     "test_session_manager_timeouts",
     "test_sessions_follow_their_user",
+    "test_sessions_remember_the_second_factor",
     "test_the_idle_clock_refresh_never_changes_validity",
     "test_the_live_count_matches_the_listing",
     "test_throttle_counters_decay_after_the_window",
     "test_throttle_rules_are_data_evaluated_with_the_reservation",
+    "test_totp_steps_are_single_use_even_when_raced",
     "test_unbound_sessions_follow_the_cookie",
     "test_user_agents_are_stored_without_control_characters",
     "test_users",
@@ -481,3 +486,94 @@ async def test_a_lookup_racing_a_write_cannot_cache_the_old_row(stores: Stores) 
     await asyncio.gather(*lookups)
     assert await stores.cache.lookup("s1") is None
 
+
+
+# --- factors
+
+
+async def test_factors(stores: Stores) -> None:
+    factors = stores.factors
+    alice = await stores.users.add_user("alice", "h", (), 1.0)
+    bob = await stores.users.add_user("bob", "h", (), 1.0)
+    before = stores.feed.mark()
+    phone = await factors.add_factor(alice.id, "totp", "phone", "sealed-key", 5.0)
+    after = stores.feed.mark()
+    # Every change is published (a PostgreSQL feed may be between heartbeats: None, no verdict).
+    assert before is None or after is None or after != before
+    key = await factors.add_factor(alice.id, "passkey", "yubikey", "credential", 6.0)
+    await factors.add_factor(bob.id, "totp", "phone", "bob-key", 7.0)
+    listed = await factors.list_factors(alice.id)
+    assert listed == [phone, key]
+    assert (phone.kind, phone.name, phone.secret, phone.created_at, phone.last_used) == (
+        "totp", "phone", "sealed-key", 5.0, 0.0)
+    assert not await factors.delete_factor(bob.id, key.id)  # only the owner's factor can go
+    assert await factors.delete_factor(alice.id, key.id)
+    assert not await factors.delete_factor(alice.id, key.id)
+    assert [f.id for f in await factors.list_factors(alice.id)] == [phone.id]
+    await factors.set_recovery_codes(alice.id, ["d1", "d2"], 8.0)
+    assert await factors.delete_factors(alice.id) == 1
+    assert await factors.list_factors(alice.id) == []
+    assert await factors.count_recovery_codes(alice.id) == 0
+    assert len(await factors.list_factors(bob.id)) == 1  # another user's factors stay
+
+
+async def test_totp_steps_are_single_use_even_when_raced(stores: Stores) -> None:
+    factors = stores.factors
+    alice = await stores.users.add_user("alice", "h", (), 1.0)
+    phone = await factors.add_factor(alice.id, "totp", "phone", "k", 1.0)
+    key = await factors.add_factor(alice.id, "passkey", "key", "c", 1.0)
+    # Two workers offering the same code at once: exactly one wins.
+    won = await asyncio.gather(*(factors.use_totp_step(alice.id, phone.id, 100, 50.0) for _ in range(4)))
+    assert sorted(won) == [False, False, False, True]
+    assert not await factors.use_totp_step(alice.id, phone.id, 100, 51.0)
+    assert not await factors.use_totp_step(alice.id, phone.id, 99, 51.0)  # an older code in the skew window
+    assert await factors.use_totp_step(alice.id, phone.id, 101, 60.0)
+    assert (await factors.list_factors(alice.id))[0].last_used == 60.0
+    assert not await factors.use_totp_step(alice.id + 1000, phone.id, 200, 61.0)  # not the owner
+    assert not await factors.use_totp_step(alice.id, key.id, 200, 61.0)  # not a TOTP factor
+
+
+async def test_recovery_codes_are_single_use_and_replaced_as_a_set(stores: Stores) -> None:
+    factors = stores.factors
+    alice = await stores.users.add_user("alice", "h", (), 1.0)
+    bob = await stores.users.add_user("bob", "h", (), 1.0)
+    await factors.set_recovery_codes(alice.id, ["a1", "a2", "a3"], 2.0)
+    await factors.set_recovery_codes(bob.id, ["b1"], 2.0)
+    assert await factors.count_recovery_codes(alice.id) == 3
+    assert not await factors.use_recovery_code(alice.id, "b1", 3.0)  # another user's code
+    won = await asyncio.gather(*(factors.use_recovery_code(alice.id, "a1", 3.0) for _ in range(3)))
+    assert sorted(won) == [False, False, True]
+    assert await factors.count_recovery_codes(alice.id) == 2
+    await factors.set_recovery_codes(alice.id, ["n1", "n2"], 4.0)  # regenerating voids the old set
+    assert not await factors.use_recovery_code(alice.id, "a2", 5.0)
+    assert await factors.use_recovery_code(alice.id, "n2", 5.0)
+    assert await factors.count_recovery_codes(alice.id) == 1
+    assert await factors.count_recovery_codes(bob.id) == 1
+
+
+async def test_sessions_remember_the_second_factor(stores: Stores) -> None:
+    user = await stores.users.add_user("alice", "h", (), 1.0)
+    await stores.sessions.create_session("s-none", user.id, 10.0, "", "")
+    await stores.sessions.create_session("s-totp", user.id, 10.0, "", "", mfa="totp")
+    plain = await stores.sessions.get_session("s-none")
+    passed = await stores.sessions.get_session("s-totp")
+    assert plain is not None and plain.mfa == ""
+    assert passed is not None and passed.mfa == "totp"
+    assert {r.id_hash: r.mfa for r in await stores.sessions.list_sessions(user.id)} == {"s-none": "", "s-totp": "totp"}
+    found = await stores.cache.lookup("s-totp")
+    assert found is not None and found.session.mfa == "totp"
+    with pytest.raises(ValueError):
+        await stores.sessions.create_session("s-bad", user.id, 10.0, "", "", mfa="sms")
+    assert await stores.sessions.get_session("s-bad") is None
+
+
+async def test_completing_the_second_factor_rotates_the_session(stores: Stores, clock: FakeClock) -> None:
+    sessions = SessionManager(stores, SessionSettings(True, 1800, 3600), clock=clock)
+    user = await stores.users.add_user("alice", "h", (), clock.now)
+    old = await sessions.start(user, "127.0.0.1", "ua", persistent=True)
+    new = await sessions.complete_factor(old, "totp", "127.0.0.1", "ua")
+    assert new is not None and new != old
+    assert await sessions.resolve(old, client="127.0.0.1", user_agent="ua") is None
+    active = await sessions.resolve(new, client="127.0.0.1", user_agent="ua")
+    assert active is not None and active.record.mfa == "totp" and active.record.persistent
+    assert await sessions.complete_factor(old, "totp", "127.0.0.1", "ua") is None  # the old id is spent

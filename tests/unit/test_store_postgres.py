@@ -193,6 +193,28 @@ async def test_replicas_opening_a_new_database_at_once_make_the_schema_once(post
         await again.close()
 
 
+async def test_a_database_made_before_the_factor_tables_gains_them_on_open(postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database()
+    old = PostgresUserStore(url)
+    await old.open()
+    alice = await old.add_user("alice", "h", (), 1.0)
+    await old.close()
+    conn = await asyncpg.connect(url)  # back to the schema of the releases before second factors
+    try:
+        await conn.execute("DROP TABLE gateway_factors; DROP TABLE gateway_recovery_codes")
+    finally:
+        await conn.close()
+    store = PostgresUserStore(url)
+    await store.open()
+    try:
+        phone = await store.add_factor(alice.id, "totp", "phone", "k", 2.0)
+        assert await store.use_totp_step(alice.id, phone.id, 7, 3.0)
+        assert not await store.use_totp_step(alice.id, phone.id, 7, 3.0)
+        assert await store.list_users() == [alice]
+    finally:
+        await store.close()
+
+
 NAMES = ["bob", "Alice", "\u00e9mile", "\u00c9mile", "ZED", "_x", "alice2", "ALICE", "\u00c9MILE", "zed"]
 
 

@@ -348,6 +348,7 @@ DAMAGE: dict[str, list[str]] = {
     "fractional user": ["HSET", "{key}", "user_id", "1.5"],
     "negative user": ["HSET", "{key}", "user_id", "-1"],
     "persistent neither 0 nor 1": ["HSET", "{key}", "persistent", "yes"],
+    "unknown second factor": ["HSET", "{key}", "mfa", "totp "],
     "missing field": ["HDEL", "{key}", "auth_time"],
     "a string": ["SET", "{key}", "x"],
     "a list": ["EVAL", "redis.call('DEL', KEYS[1]); return redis.call('RPUSH', KEYS[1], 'x')", "1", "{key}"],
@@ -372,6 +373,15 @@ async def test_a_damaged_session_reads_as_an_error_never_as_a_session(
     assert await store.delete_session(H1)  # ending it works whatever it holds
     assert await store.get_session(H1) is None
     assert [s.id_hash for s in await store.list_sessions(7)] == [H2]
+
+
+async def test_a_session_from_before_second_factors_passed_none(
+        replicas: tuple[RedisSessionStore, RedisSessionStore], admin: aioredis.Redis) -> None:
+    store, _ = replicas
+    await store.create_session(H1, 7, 100.0, "", "", mfa="totp")
+    await admin.hdel("gateway:session:" + H1, "mfa")  # as an older release wrote it
+    record = await store.get_session(H1)
+    assert record is not None and record.mfa == ""
 
 
 async def test_a_damaged_stream_turns_every_cache_off_until_repaired(
@@ -551,7 +561,7 @@ async def test_only_hashes_of_ids_are_stored(replicas: tuple[RedisSessionStore, 
     assert keys == ["gateway:changes", "gateway:epoch", "gateway:session:" + H1, "gateway:sessions", "gateway:user:7"]
     assert await admin.hgetall("gateway:session:" + H1) == {
         "user_id": "7", "created_at": "100.0", "auth_time": "100.0", "last_seen": "100.0", "client": "10.0.0.1",
-        "user_agent": "Firefox", "persistent": "1", "binding": "b" * 32}
+        "user_agent": "Firefox", "persistent": "1", "binding": "b" * 32, "mfa": ""}
 
 
 async def test_times_read_back_exactly(replicas: tuple[RedisSessionStore, RedisSessionStore]) -> None:

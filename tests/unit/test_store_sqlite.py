@@ -39,6 +39,23 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
         assert user is not None and user.name == "old" and user.password_changed_at == 0.0
         await store.add_audit([])
         assert await store.get_throttle(["x"]) == {}
+        phone = await store.add_factor(1, "totp", "phone", "k", 2.0)  # schema 5's tables, added on open
+        assert await store.use_totp_step(1, phone.id, 5, 3.0)
+        await store.set_recovery_codes(1, ["d"], 3.0)
+        assert await store.count_recovery_codes(1) == 1
+    finally:
+        await store.close()
+
+
+async def test_a_damaged_second_factor_mark_is_an_error_never_a_passed_factor(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        await store.create_session("ab", 1, 1.0, "", "", mfa="totp")
+        with sqlite3.connect(tmp_path / "s.db") as conn:
+            conn.execute("UPDATE sessions SET mfa = 'TOTP' WHERE id_hash = 'ab'")
+        with pytest.raises(StoreError):
+            await store.get_session("ab")
     finally:
         await store.close()
 
