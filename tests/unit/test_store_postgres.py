@@ -165,7 +165,9 @@ async def test_a_cut_feed_catches_up_and_never_vouches_for_the_old_value(pair: P
         return await moved_past(pair.reader, before)()
 
     await eventually(caught_up, PROPAGATION)
-    assert None in [mark for _, mark in samples]  # the cut was noticed at once, not STALE_AFTER later
+    # Whether a sample catches the mark at None depends on timing (on a busy machine the reader may
+    # reconnect and catch up before the first sample); what must hold is that it never vouches for
+    # the old value once STALE_AFTER has passed.
     assert all(mark != before or at < STALE_AFTER for at, mark in samples)
     check_changed(await pair.reader.stores.cache.lookup("s1"), "roles")
     after = await vouching(pair.reader.stores.feed)
