@@ -10,6 +10,8 @@ from gateway.store.base import (
     Store,
     StoreError,
     StoreUnavailable,
+    TokenRecord,
+    TokenStore,
     UnknownUser,
     User,
 )
@@ -28,6 +30,8 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Stores",
+    "TokenRecord",
+    "TokenStore",
     "UnknownUser",
     "User",
     "open_session_store",

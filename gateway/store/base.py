@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 THROTTLE_WINDOW = 3600.0  # a throttle counter is forgotten after this long without failures
 
@@ -61,6 +61,24 @@ class SessionRecord:
     user_agent: str
     persistent: bool = False  # "keep me signed in": the cookie outlives the browser
     binding: str = ""  # hash of what the session is bound to ([session] bind), "" when unbound
+
+
+# --- tokens
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A personal access token as the user store keeps it: only its keyed digest, never the token."""
+
+    digest: str  # HMAC-SHA256 hex (gateway/auth/tokens.py); the short id is its first 12 characters
+    user_id: int
+    name: str
+    roles: tuple[str, ...]  # sorted; the principal gets these intersected with the user's current roles
+    created_at: float
+    expires_at: float
+    last_used: float = 0.0  # 0: never used
+    last_client: str = ""
+
+
+# --- end tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +140,22 @@ class UserStore(Protocol):
     # `gateway store copy`: users exactly as given (ids, hashes, times), in one transaction; later
     # add_user ids continue after the highest. DuplicateUser if any name or id is taken.
     async def import_users(self, users: list[User]) -> None: ...
+
+
+# --- tokens
+@runtime_checkable
+class TokenStore(Protocol):
+    """Personal access tokens, kept by the USER backend; every change publishes on the feed."""
+
+    async def add_token(self, token: TokenRecord) -> None: ...
+    async def get_token(self, digest: str) -> TokenRecord | None: ...
+    async def list_tokens(self, user_id: int | None = None) -> list[TokenRecord]: ...
+    async def revoke_token(self, digest_prefix: str) -> int: ...  # how many revoked (0 or 1; >1 refused)
+    async def revoke_user_tokens(self, user_id: int) -> int: ...
+    async def touch_tokens(self, used: Mapping[str, tuple[float, str]]) -> None: ...  # digest -> (time, client)
+
+
+# --- end tokens
 
 
 class SessionStore(Protocol):
