@@ -1,4 +1,5 @@
-"""The SQLite user store's personal access tokens (the contract suite does not cover them yet)."""
+"""The user stores' personal access tokens, SQLite and PostgreSQL (the contract suite does not cover
+them yet: the lead merges these into tests/unit/store_contract.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,21 @@ from pathlib import Path
 import pytest
 
 from gateway.store import TokenRecord, TokenStore
+from gateway.store.postgres import PostgresUserStore
 from gateway.store.sqlite import SqliteStore
+from tests.servers import PostgresServer
+
+Backend = SqliteStore | PostgresUserStore
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    instance = SqliteStore(tmp_path / "gateway.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    instance: Backend
+    if request.param == "sqlite":
+        instance = SqliteStore(tmp_path / "gateway.db")
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        instance = PostgresUserStore(server.create_database(), counter=tmp_path / "users-changes")
     await instance.open()
     yield instance
     await instance.close()
@@ -23,7 +33,7 @@ def record(digest: str, user_id: int = 1, roles: tuple[str, ...] = ("a", "b")) -
     return TokenRecord(digest, user_id, "ci", roles, 10.0, 100.0)
 
 
-async def test_add_get_list_revoke(store: SqliteStore) -> None:
+async def test_add_get_list_revoke(store: Backend) -> None:
     assert isinstance(store, TokenStore)
     before = store.feed.mark()
     await store.add_token(record("aa" * 32))
@@ -46,14 +56,14 @@ async def test_add_get_list_revoke(store: SqliteStore) -> None:
     assert await store.list_tokens() == []
 
 
-async def test_ambiguous_short_id_revokes_nothing(store: SqliteStore) -> None:
+async def test_ambiguous_short_id_revokes_nothing(store: Backend) -> None:
     await store.add_token(record("ab" * 32))
     await store.add_token(record("ab" * 31 + "cd"))
     assert await store.revoke_token("abababab") == 0
     assert len(await store.list_tokens()) == 2
 
 
-async def test_touch_keeps_the_latest_use(store: SqliteStore) -> None:
+async def test_touch_keeps_the_latest_use(store: Backend) -> None:
     await store.add_token(record("aa" * 32))
     await store.touch_tokens({"aa" * 32: (50.0, "10.0.0.1"), "ff" * 32: (50.0, "x")})
     await store.touch_tokens({"aa" * 32: (40.0, "10.0.0.2")})
@@ -72,5 +82,26 @@ async def test_older_files_gain_the_table(tmp_path: Path) -> None:
     try:
         await store.add_token(record("aa" * 32))
         assert await store.get_token("aa" * 32) is not None
+    finally:
+        await store.close()
+
+
+async def test_older_postgres_databases_gain_the_table(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    import asyncpg
+
+    url = postgres_server.create_database()
+    first = PostgresUserStore(url)
+    await first.open()
+    await first.close()
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DROP TABLE gateway_tokens")  # as a database made before tokens
+    finally:
+        await conn.close()
+    store = PostgresUserStore(url)
+    await store.open()
+    try:
+        await store.add_token(record("aa" * 32))
+        assert await store.get_token("aa" * 32) == record("aa" * 32)
     finally:
         await store.close()
