@@ -113,6 +113,17 @@ CREATE TABLE IF NOT EXISTS gateway_tokens (
     last_client text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS gateway_tokens_user ON gateway_tokens (user_id);
+-- A deleted user's tokens die with it, in the same transaction.
+CREATE OR REPLACE FUNCTION gateway_user_tokens_gone() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    DELETE FROM gateway_tokens WHERE user_id = OLD.id;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS gateway_user_tokens_gone ON gateway_users;
+CREATE TRIGGER gateway_user_tokens_gone AFTER DELETE ON gateway_users
+    FOR EACH ROW EXECUTE FUNCTION gateway_user_tokens_gone();
 DROP TRIGGER IF EXISTS gateway_tokens_changed ON gateway_tokens;
 CREATE TRIGGER gateway_tokens_changed AFTER INSERT OR DELETE OR TRUNCATE ON gateway_tokens
     FOR EACH STATEMENT EXECUTE FUNCTION gateway_users_changed();

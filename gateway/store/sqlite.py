@@ -121,6 +121,8 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user_id);
 CREATE TRIGGER IF NOT EXISTS tokens_inserted AFTER INSERT ON tokens BEGIN UPDATE changes SET n = n + 1; END;
 CREATE TRIGGER IF NOT EXISTS tokens_deleted AFTER DELETE ON tokens BEGIN UPDATE changes SET n = n + 1; END;
+-- A deleted user's tokens die with it (ids are never reused, but a dead row is no use to anyone).
+CREATE TRIGGER IF NOT EXISTS users_deleted_tokens AFTER DELETE ON users BEGIN DELETE FROM tokens WHERE user_id = OLD.id; END;
 CREATE TABLE IF NOT EXISTS throttle (
     key TEXT PRIMARY KEY,
     failures INTEGER NOT NULL,

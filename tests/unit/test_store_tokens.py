@@ -105,3 +105,12 @@ async def test_older_postgres_databases_gain_the_table(postgres_server: Postgres
         assert await store.get_token("aa" * 32) == record("aa" * 32)
     finally:
         await store.close()
+
+
+async def test_deleting_a_user_revokes_its_tokens(store: Backend) -> None:
+    alice = await store.add_user("alice", "h", ("a",), 1.0)
+    bob = await store.add_user("bob", "h", ("a",), 1.0)
+    await store.add_token(record("aa" * 32, user_id=alice.id))
+    await store.add_token(record("bb" * 32, user_id=bob.id))
+    await store.delete_user("alice")
+    assert [t.digest for t in await store.list_tokens()] == ["bb" * 32]
