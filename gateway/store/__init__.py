@@ -13,6 +13,8 @@ from gateway.store.base import (
     Store,
     StoreError,
     StoreUnavailable,
+    TokenRecord,
+    TokenStore,
     UnknownUser,
     User,
 )
@@ -34,6 +36,8 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Stores",
+    "TokenRecord",
+    "TokenStore",
     "UnknownUser",
     "User",
     "open_session_store",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 THROTTLE_WINDOW = 3600.0  # a throttle counter is forgotten after this long without failures
 
@@ -83,6 +83,24 @@ class Factor:
     secret: str  # opaque to the store: the caller seals a TOTP key before it is stored
     created_at: float
     last_used: float = 0.0  # 0: never used
+
+
+# --- tokens
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A personal access token as the user store keeps it: only its keyed digest, never the token."""
+
+    digest: str  # HMAC-SHA256 hex (gateway/auth/tokens.py); the short id is its first 12 characters
+    user_id: int
+    name: str
+    roles: tuple[str, ...]  # sorted; the principal gets these intersected with the user's current roles
+    created_at: float
+    expires_at: float
+    last_used: float = 0.0  # 0: never used
+    last_client: str = ""
+
+
+# --- end tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +183,20 @@ class FactorStore(Protocol):
     async def set_recovery_codes(self, user_id: int, digests: list[str], now: float) -> None: ...
     async def use_recovery_code(self, user_id: int, digest: str, now: float) -> bool: ...
     async def count_recovery_codes(self, user_id: int) -> int: ...
+# --- tokens
+@runtime_checkable
+class TokenStore(Protocol):
+    """Personal access tokens, kept by the USER backend; every change publishes on the feed."""
+
+    async def add_token(self, token: TokenRecord) -> None: ...
+    async def get_token(self, digest: str) -> TokenRecord | None: ...
+    async def list_tokens(self, user_id: int | None = None) -> list[TokenRecord]: ...
+    async def revoke_token(self, digest_prefix: str) -> int: ...  # how many revoked (0 or 1; >1 refused)
+    async def revoke_user_tokens(self, user_id: int) -> int: ...
+    async def touch_tokens(self, used: Mapping[str, tuple[float, str]]) -> None: ...  # digest -> (time, client)
+
+
+# --- end tokens
 
 
 class SessionStore(Protocol):

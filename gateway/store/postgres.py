@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -39,6 +39,7 @@ from gateway.store.base import (
     Factor,
     StoreError,
     StoreUnavailable,
+    TokenRecord,
     UnknownUser,
     User,
 )
@@ -128,6 +129,40 @@ CREATE TRIGGER gateway_recovery_codes_changed AFTER INSERT OR UPDATE OR DELETE O
     ON gateway_recovery_codes FOR EACH STATEMENT EXECUTE FUNCTION gateway_users_changed();
 """
 _FACTOR_COLUMNS = "id, user_id, kind, name, secret, created_at, last_used"
+# --- tokens: a step of its own, so databases made before it gain the table on open (schema lock held)
+_TOKENS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gateway_tokens (
+    digest text PRIMARY KEY,
+    user_id bigint NOT NULL,
+    name text NOT NULL,
+    roles text[] NOT NULL DEFAULT '{}',  -- sorted
+    created_at double precision NOT NULL,
+    expires_at double precision NOT NULL,
+    last_used double precision NOT NULL DEFAULT 0,
+    last_client text NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS gateway_tokens_user ON gateway_tokens (user_id);
+-- A deleted user's tokens die with it, in the same transaction.
+CREATE OR REPLACE FUNCTION gateway_user_tokens_gone() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    DELETE FROM gateway_tokens WHERE user_id = OLD.id;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS gateway_user_tokens_gone ON gateway_users;
+CREATE TRIGGER gateway_user_tokens_gone AFTER DELETE ON gateway_users
+    FOR EACH ROW EXECUTE FUNCTION gateway_user_tokens_gone();
+DROP TRIGGER IF EXISTS gateway_tokens_changed ON gateway_tokens;
+CREATE TRIGGER gateway_tokens_changed AFTER INSERT OR DELETE OR TRUNCATE ON gateway_tokens
+    FOR EACH STATEMENT EXECUTE FUNCTION gateway_users_changed();
+"""
+_TOKEN_COLUMNS = "digest, user_id, name, roles, created_at, expires_at, last_used, last_client"
+
+
+def _token(row: Any) -> TokenRecord:
+    return TokenRecord(str(row[0]), int(row[1]), str(row[2]), tuple(row[3]), float(row[4]), float(row[5]),
+                       float(row[6]), str(row[7]))
 _USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at, password_changed_at"
 _COUNTER = "SELECT n FROM gateway_changes WHERE id = 1"
 
@@ -360,6 +395,8 @@ class PostgresUserStore:
                 await conn.execute(_SCHEMA)
             if await conn.fetchval("SELECT to_regclass('gateway_recovery_codes')") is None:
                 await conn.execute(_FACTOR_SCHEMA)
+            if await conn.fetchval("SELECT to_regclass('gateway_tokens')") is None:
+                await conn.execute(_TOKENS_SCHEMA)
 
     async def close(self) -> None:
         await self.feed.close()
@@ -546,6 +583,49 @@ class PostgresUserStore:
         return int(await self._fetchval("SELECT count(*) FROM gateway_recovery_codes WHERE user_id = $1", user_id))
 
     # --- audit
+
+    # --- tokens
+
+    async def add_token(self, token: TokenRecord) -> None:
+        await self._write(f"INSERT INTO gateway_tokens ({_TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                          token.digest, token.user_id, token.name, sorted(token.roles), token.created_at,
+                          token.expires_at, token.last_used, token.last_client)
+
+    async def get_token(self, digest: str) -> TokenRecord | None:
+        rows = await self._fetch(f"SELECT {_TOKEN_COLUMNS} FROM gateway_tokens WHERE digest = $1", digest)
+        return _token(rows[0]) if rows else None
+
+    async def list_tokens(self, user_id: int | None = None) -> list[TokenRecord]:
+        if user_id is None:
+            rows = await self._fetch(f"SELECT {_TOKEN_COLUMNS} FROM gateway_tokens ORDER BY created_at, digest")
+        else:
+            rows = await self._fetch(
+                f"SELECT {_TOKEN_COLUMNS} FROM gateway_tokens WHERE user_id = $1 ORDER BY created_at, digest", user_id)
+        return [_token(row) for row in rows]
+
+    async def revoke_token(self, digest_prefix: str) -> int:
+        # A short id names one token; an ambiguous or too short prefix revokes nothing (one statement).
+        if len(digest_prefix) < 8 or any(c not in "0123456789abcdef" for c in digest_prefix):
+            return 0
+        status = await self._write(
+            "DELETE FROM gateway_tokens WHERE left(digest, $1) = $2"
+            " AND (SELECT count(*) FROM gateway_tokens WHERE left(digest, $1) = $2) = 1",
+            len(digest_prefix), digest_prefix)
+        return int(status.split()[-1])
+
+    async def revoke_user_tokens(self, user_id: int) -> int:
+        status = await self._write("DELETE FROM gateway_tokens WHERE user_id = $1", user_id)
+        return int(status.split()[-1])
+
+    async def touch_tokens(self, used: Mapping[str, tuple[float, str]]) -> None:
+        # The last-use clock is no change anyone must see at once: no trigger fires, nothing published.
+        if not used:
+            return
+        rows = [(digest, when, client) for digest, (when, client) in used.items()]
+        await self._call(lambda conn: conn.executemany(
+            "UPDATE gateway_tokens SET last_used = greatest(last_used, $2),"
+            " last_client = CASE WHEN $2 >= last_used THEN $3 ELSE last_client END WHERE digest = $1", rows),
+            "cannot write")
 
     async def add_audit(self, records: list[AuditRecord]) -> None:
         if not records:

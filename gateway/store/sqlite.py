@@ -47,6 +47,7 @@ from gateway.store.base import (
     StoreError,
     StoreUnavailable,
     ThrottleState,
+    TokenRecord,
     UnknownUser,
     User,
     wait_needed,
@@ -127,6 +128,22 @@ CREATE TABLE IF NOT EXISTS recovery_codes (
     created_at REAL NOT NULL,
     PRIMARY KEY (user_id, digest)
 );
+-- tokens: new in files made before it, created on open like every table here
+CREATE TABLE IF NOT EXISTS tokens (
+    digest TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    roles TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    last_used REAL NOT NULL DEFAULT 0,
+    last_client TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user_id);
+CREATE TRIGGER IF NOT EXISTS tokens_inserted AFTER INSERT ON tokens BEGIN UPDATE changes SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS tokens_deleted AFTER DELETE ON tokens BEGIN UPDATE changes SET n = n + 1; END;
+-- A deleted user's tokens die with it (ids are never reused, but a dead row is no use to anyone).
+CREATE TRIGGER IF NOT EXISTS users_deleted_tokens AFTER DELETE ON users BEGIN DELETE FROM tokens WHERE user_id = OLD.id; END;
 CREATE TABLE IF NOT EXISTS throttle (
     key TEXT PRIMARY KEY,
     failures INTEGER NOT NULL,
@@ -212,6 +229,12 @@ def _session(row: Any) -> SessionRecord:
 def _factor(row: Any) -> Factor:
     return Factor(id=int(row[0]), user_id=int(row[1]), kind=str(row[2]), name=str(row[3]), secret=str(row[4]),
                   created_at=float(row[5]), last_used=float(row[6]))
+_TOKEN_COLUMNS = "digest, user_id, name, roles, created_at, expires_at, last_used, last_client"
+
+
+def _token(row: Any) -> TokenRecord:
+    return TokenRecord(str(row[0]), int(row[1]), str(row[2]), _roles(row[3]), float(row[4]), float(row[5]),
+                       float(row[6]), str(row[7]))
 
 
 def _user(row: Any) -> User:
@@ -468,6 +491,59 @@ class SqliteStore:
     async def count_recovery_codes(self, user_id: int) -> int:
         rows = await self._read("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?", (user_id,))
         return int(rows[0][0])
+    # --- tokens
+
+    async def add_token(self, token: TokenRecord) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (token.digest, token.user_id, token.name, ",".join(sorted(token.roles)), token.created_at,
+                 token.expires_at, token.last_used, token.last_client),
+            )
+        await self._changed()
+
+    async def get_token(self, digest: str) -> TokenRecord | None:
+        rows = await self._read(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE digest = ?", (digest,))
+        return _token(rows[0]) if rows else None
+
+    async def list_tokens(self, user_id: int | None = None) -> list[TokenRecord]:
+        if user_id is None:
+            rows = await self._read(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at")
+        else:
+            rows = await self._read(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE user_id = ? ORDER BY created_at",
+                                    (user_id,))
+        return [_token(row) for row in rows]
+
+    async def revoke_token(self, digest_prefix: str) -> int:
+        # A short id names one token; an ambiguous or empty prefix revokes nothing.
+        if len(digest_prefix) < 8 or any(c not in "0123456789abcdef" for c in digest_prefix):
+            return 0
+        async with self._transaction() as db:
+            rows = list(await db.execute_fetchall(
+                "SELECT digest FROM tokens WHERE substr(digest, 1, ?) = ?", (len(digest_prefix), digest_prefix)))
+            if len(rows) != 1:
+                return 0
+            await db.execute("DELETE FROM tokens WHERE digest = ?", (rows[0][0],))
+        await self._changed()
+        return 1
+
+    async def revoke_user_tokens(self, user_id: int) -> int:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM tokens WHERE user_id = ?", (user_id,))
+        await self._changed()
+        return cursor.rowcount
+
+    async def touch_tokens(self, used: Mapping[str, tuple[float, str]]) -> None:
+        # The last-use clock is not a change anyone must see at once: no trigger, no feed bump.
+        if not used:
+            return
+        async with self._transaction() as db:
+            await db.executemany(
+                # Both sides of SET read the old row: the address follows the clock, which never moves back.
+                "UPDATE tokens SET last_used = max(last_used, ?),"
+                " last_client = CASE WHEN ? >= last_used THEN ? ELSE last_client END WHERE digest = ?",
+                [(when, when, client, digest) for digest, (when, client) in used.items()],
+            )
 
     # --- sessions
 
