@@ -145,7 +145,7 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
     )
     refusals = Refusals(services.pages, rules.response_headers)
     gate = Gate(Identifier(services.cookie, services.sessions), lambda: services.policy.policy, audit, proxies,
-                secure_cookie=settings.session.secure_cookie, clock=clock)
+                secure_cookie=settings.session.secure_cookie, clock=clock, follower=follower)
     proxy = ProxyHandler(settings.server, rules, proxies, services.metrics,
                          max_connections_per_client=settings.upstream.max_connections_per_client)
     targets = Targets(allow_params=settings.policy.allow_path_params, case_insensitive=settings.policy.case_insensitive,
@@ -153,8 +153,7 @@ def create_app(settings: Settings, *, policy: Policy | None = None, clock: Clock
     access = AccessLog(services.metrics, enabled=settings.log.access, text=settings.log.format == "text")
     gateway = Gateway(app, targets=targets, gate=gate, proxy=proxy,
                       websockets=WebSocketRelay(settings.upstream, rules, services.metrics, refusals),
-                      refusals=refusals, proxies=proxies, access=access, max_body_size=settings.server.max_body_size,
-                      follower=follower)
+                      refusals=refusals, proxies=proxies, access=access, max_body_size=settings.server.max_body_size)
 
     report = PolicyReport(audit, services.metrics)
     keeper = Keeper(first.policy, origin=str(settings.policy.dir))

@@ -33,7 +33,6 @@ from gateway.http import (
 from gateway.http.target import PROBES
 from gateway.observe import BAD_REQUEST, GATEWAY_PAGE, AccessLog, Exchange, request_id
 from gateway.policy import CanonicalPath
-from gateway.policy.channel import Follower
 from gateway.proxy.forward import ClientDisconnected
 from gateway.proxy.framing import request_framing
 from gateway.proxy.handler import ProxyHandler
@@ -54,7 +53,7 @@ class Gateway:
 
     def __init__(self, quart_app: Quart, *, targets: Targets, gate: Gate, proxy: ProxyHandler,
                  websockets: WebSocketRelay, refusals: Refusals, proxies: TrustedProxies, access: AccessLog,
-                 max_body_size: int, follower: Follower | None = None) -> None:
+                 max_body_size: int) -> None:
         self.quart = quart_app
         self.targets = targets
         self.gate = gate
@@ -64,8 +63,6 @@ class Gateway:
         self.proxies = proxies
         self.access = access
         self._max_body_size = max_body_size
-        # A worker of several: the policy the supervisor published, taken before each admission.
-        self._follower = follower
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -104,8 +101,6 @@ class Gateway:
         try:
             # How the body goes upstream is decided from the head alone, before anything else (400, 413).
             framing = request_framing(scope["method"], scope["headers"], self._max_body_size)
-            if self._follower is not None and self._follower.behind():
-                await self._follower.catch_up()
             admission = await self.gate.admit(scope, canonical, exchange, method=scope["method"])
             await self.proxy.forward(scope, receive, send, canonical, framing, admission.principal, exchange)
         except GatewayError as exc:
@@ -142,8 +137,6 @@ class Gateway:
                 exchange.decision = GATEWAY_PAGE
                 raise NotFound("The gateway's own pages do not take WebSockets.")
             exchange.decision = "error"  # until the policy decides (the session store may fail first)
-            if self._follower is not None and self._follower.behind():
-                await self._follower.catch_up()
             admission = await self.gate.admit(lowered, canonical, exchange, method="GET", websocket=True)
             headers = lowered["headers"]
             user_agent = (first_value(headers, b"user-agent") or b"").decode("latin-1")

@@ -22,6 +22,7 @@ from gateway.errors import Forbidden, MfaRequired, ReauthenticationRequired, Una
 from gateway.http import RawHeaders, Scope, TrustedProxies, first_value, method_overrides
 from gateway.observe import ALLOW, DENY, LOGIN, REAUTH, Audit, Exchange
 from gateway.policy import CanonicalPath, Decision, Outcome, Policy, Principal, decide_tunnelled
+from gateway.policy.channel import Follower
 
 __all__ = ["DECISION_LABEL", "Admission", "Gate", "Recheck", "lost_access"]
 
@@ -65,8 +66,11 @@ def lost_access(decision: Decision, now: Principal | None, then: Principal | Non
 
 class Gate:
     def __init__(self, identifier: Identifier, policy: Callable[[], Policy], audit: Audit, proxies: TrustedProxies,
-                 *, secure_cookie: bool, clock: Clock = system_clock) -> None:
+                 *, secure_cookie: bool, clock: Clock = system_clock, follower: Follower | None = None) -> None:
         self.identifier = identifier
+        # A worker of several: the policy the supervisor published is taken before each admission
+        # (one shared-memory read), so no request is admitted by a version already replaced.
+        self._follower = follower
         self._clock = clock  # what "fresh" rules are judged by (tests move it instead of sleeping)
         self._policy = policy  # read once per decision: one request, one whole policy
         self._audit = audit
@@ -98,6 +102,8 @@ class Gate:
         principal = identity.principal
         if principal is not None:
             exchange.user = principal.user
+        if self._follower is not None and self._follower.behind():
+            await self._follower.catch_up()
         policy = self._policy()  # once: the decision and its audit line name the same version
         decision = self.decide(principal, method, headers, canonical.decision, policy)
         exchange.decision = DECISION_LABEL[decision.outcome]
