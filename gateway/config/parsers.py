@@ -146,7 +146,7 @@ def _store_url(value: Any, schemes: tuple[str, ...], holds: str) -> str | None:
         return text
     shown = redacted_url(text)
     rest = text.split("://", 1)[1]
-    if rest.count("@") > 1 or ("@" in rest and set(rest.rpartition("@")[0]) & set("/?#")):
+    if rest.count("@") > 1 or ("@" in rest and set(rest.rpartition("@")[0]) & set(_UNSAFE_IN_USERINFO)):
         raise ValueError(f"{shown}: the user name or password holds an unencoded @, /, ? or #:"
                          " percent-encode them (%40 %2F %3F %23)")
     try:

@@ -86,6 +86,8 @@ class Factor:
 
 
 # --- tokens
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
     """A personal access token as the user store keeps it: only its keyed digest, never the token."""
@@ -98,9 +100,6 @@ class TokenRecord:
     expires_at: float
     last_used: float = 0.0  # 0: never used
     last_client: str = ""
-
-
-# --- end tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +182,8 @@ class FactorStore(Protocol):
     async def set_recovery_codes(self, user_id: int, digests: list[str], now: float) -> None: ...
     async def use_recovery_code(self, user_id: int, digest: str, now: float) -> bool: ...
     async def count_recovery_codes(self, user_id: int) -> int: ...
-# --- tokens
+
+
 @runtime_checkable
 class TokenStore(Protocol):
     """Personal access tokens, kept by the USER backend; every change publishes on the feed."""
@@ -194,9 +194,6 @@ class TokenStore(Protocol):
     async def revoke_token(self, digest_prefix: str) -> int: ...  # how many revoked (0 or 1; >1 refused)
     async def revoke_user_tokens(self, user_id: int) -> int: ...
     async def touch_tokens(self, used: Mapping[str, tuple[float, str]]) -> None: ...  # digest -> (time, client)
-
-
-# --- end tokens
 
 
 class SessionStore(Protocol):

@@ -163,6 +163,8 @@ _TOKEN_COLUMNS = "digest, user_id, name, roles, created_at, expires_at, last_use
 def _token(row: Any) -> TokenRecord:
     return TokenRecord(str(row[0]), int(row[1]), str(row[2]), tuple(row[3]), float(row[4]), float(row[5]),
                        float(row[6]), str(row[7]))
+
+
 _USER_COLUMNS = "id, name, password_hash, roles, disabled, created_at, password_changed_at"
 _COUNTER = "SELECT n FROM gateway_changes WHERE id = 1"
 
@@ -582,8 +584,6 @@ class PostgresUserStore:
     async def count_recovery_codes(self, user_id: int) -> int:
         return int(await self._fetchval("SELECT count(*) FROM gateway_recovery_codes WHERE user_id = $1", user_id))
 
-    # --- audit
-
     # --- tokens
 
     async def add_token(self, token: TokenRecord) -> None:
@@ -626,6 +626,8 @@ class PostgresUserStore:
             "UPDATE gateway_tokens SET last_used = greatest(last_used, $2),"
             " last_client = CASE WHEN $2 >= last_used THEN $3 ELSE last_client END WHERE digest = $1", rows),
             "cannot write")
+
+    # --- audit
 
     async def add_audit(self, records: list[AuditRecord]) -> None:
         if not records:

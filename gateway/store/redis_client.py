@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
+from gateway.config.parsers import redacted_url
 from gateway.store.base import StoreError, StoreUnavailable
 
 __all__ = ["DEFAULT_PREFIX", "MAX_CONNECTIONS", "TIMEOUT", "RedisUrl", "connect", "parse_redis_url", "translated"]
@@ -44,7 +45,7 @@ def parse_redis_url(url: str) -> RedisUrl:
     query options are redis-py's own. Raises StoreError with one line for a URL that cannot work."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise StoreError(f"{url!r}: not a Redis URL (redis://host:port/db)")
+        raise StoreError(f"{redacted_url(url)!r}: not a Redis URL (redis://host:port/db)")  # never the password
     options = parse_qsl(parts.query, keep_blank_values=True)
     prefixes = [value for name, value in options if name == "prefix"]
     prefix = prefixes[-1] if prefixes else DEFAULT_PREFIX

@@ -229,6 +229,8 @@ def _session(row: Any) -> SessionRecord:
 def _factor(row: Any) -> Factor:
     return Factor(id=int(row[0]), user_id=int(row[1]), kind=str(row[2]), name=str(row[3]), secret=str(row[4]),
                   created_at=float(row[5]), last_used=float(row[6]))
+
+
 _TOKEN_COLUMNS = "digest, user_id, name, roles, created_at, expires_at, last_used, last_client"
 
 
@@ -491,6 +493,7 @@ class SqliteStore:
     async def count_recovery_codes(self, user_id: int) -> int:
         rows = await self._read("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?", (user_id,))
         return int(rows[0][0])
+
     # --- tokens
 
     async def add_token(self, token: TokenRecord) -> None:
